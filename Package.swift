@@ -1,0 +1,57 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Compute-bound kernels (matrix multiply, convolution) are 4–7× faster with the
+/// build machine's full vector width than with the default x86-64 (SSE2) target;
+/// see ../shared/PERF-NOTES.md. The `NativeCPU` trait, on by default, compiles
+/// for the machine that builds; `swift build --disable-default-traits` produces a
+/// portable binary instead.
+let nativeCPU: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", "native"], .when(platforms: [.linux], traits: ["NativeCPU"]))
+]
+
+let package = Package(
+    name: "NormKit",
+    products: [
+        .library(name: "NormKit", targets: ["NormKit"]),
+        .executable(name: "normkit", targets: ["normkit"]),
+    ],
+    traits: [
+        .trait(name: "NativeCPU", description: "Compile kernels for the build machine's CPU (AVX2/AVX-512 where present)."),
+        .default(enabledTraits: ["NativeCPU"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // zlib ships with every Linux distribution; it is the reference inflater for gzip.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+
+        // Tensor, reverse-mode autodiff and the forward/backward kernel pairs.
+        .target(name: "NormKitCore", swiftSettings: nativeCPU),
+        // Layers, losses, optimizers and the training loop.
+        .target(name: "NormKitNN", dependencies: ["NormKitCore"], swiftSettings: nativeCPU),
+        // IDX (MNIST-format) files, plain or gzip, and the embedded Fashion-MNIST slice.
+        .target(
+            name: "NormKitData",
+            dependencies: ["CZlib"],
+            resources: [.copy("Resources/fashion-mnist-slice")],
+            swiftSettings: nativeCPU
+        ),
+        // The umbrella users import.
+        .target(name: "NormKit", dependencies: ["NormKitCore", "NormKitNN", "NormKitData"]),
+
+        .executableTarget(
+            name: "normkit",
+            dependencies: ["NormKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(name: "KerasStyleExample", dependencies: ["NormKit"], path: "Examples/KerasStyle"),
+        .executableTarget(name: "PyTorchStyleExample", dependencies: ["NormKit"], path: "Examples/PyTorchStyle"),
+
+        .testTarget(name: "NormKitCoreTests", dependencies: ["NormKitCore"]),
+        .testTarget(name: "NormKitNNTests", dependencies: ["NormKitNN", "NormKitCore"]),
+        .testTarget(name: "NormKitDataTests", dependencies: ["NormKitData"]),
+        .testTarget(name: "ExamplesTests", dependencies: ["NormKit"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
