@@ -1,0 +1,76 @@
+extension Tensor {
+    /// The matrix product of two rank-2 tensors: (m, k) · (k, n) → (m, n).
+    public func matmul(_ other: Tensor) -> Tensor {
+        precondition(rank == 2 && other.rank == 2 && shape[1] == other.shape[0],
+                     "matmul needs (m, k) · (k, n), got \(shape) · \(other.shape)")
+        let (m, k, n) = (shape[0], shape[1], other.shape[1])
+        var result = Tensor.product(self, transposed: false, other, transposed: false, m: m, n: n, k: k)
+        let a = detached(), b = other.detached()
+        result.record("matmul", inputs: [self, other]) { g in
+            // dA = g · Bᵀ (m, k); dB = Aᵀ · g (k, n)
+            [Tensor.product(g, transposed: false, b, transposed: true, m: m, n: k, k: n),
+             Tensor.product(a, transposed: true, g, transposed: false, m: k, n: n, k: m)]
+        }
+        return result
+    }
+
+    /// The transpose of a rank-2 tensor, copied.
+    public func transposed() -> Tensor {
+        precondition(rank == 2, "transposed() needs a rank-2 tensor, shape is \(shape)")
+        let (rows, columns) = (shape[0], shape[1])
+        var result = Tensor(shape: [columns, rows]) { out in
+            withUnsafeBufferPointer { x in
+                for r in 0..<rows { for c in 0..<columns { out[c * rows + r] = x[r * columns + c] } }
+            }
+        }
+        result.record("transpose", inputs: [self]) { g in [g.transposed()] }
+        return result
+    }
+
+    /// op(a) · op(b) through `sgemm`, where op transposes when asked; no recording.
+    static func product(_ a: Tensor, transposed transposeA: Bool, _ b: Tensor, transposed transposeB: Bool,
+                        m: Int, n: Int, k: Int) -> Tensor {
+        Tensor(shape: [m, n]) { out in
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
+                    sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                          a: pa.baseAddress!, lda: a.shape[1], b: pb.baseAddress!, ldb: b.shape[1],
+                          c: out.baseAddress!, ldc: n)
+                }
+            }
+        }
+    }
+}
+
+/// A fully connected layer's map, y = x · Wᵀ + b, as one autodiff node.
+///
+/// Shapes: `input` (batch, inFeatures); `weight` (outFeatures, inFeatures), the
+/// PyTorch layout; `bias` (outFeatures) or nil. Result (batch, outFeatures).
+/// The pullback is two GEMMs and a column sum: dx = g · W, dW = gᵀ · x, db = Σ_batch g.
+public func linear(_ input: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    precondition(input.rank == 2 && weight.rank == 2 && input.shape[1] == weight.shape[1],
+                 "linear: input \(input.shape) does not match weight \(weight.shape) (expected input (batch, \(weight.rank == 2 ? weight.shape[1] : -1)))")
+    let (batch, inFeatures, outFeatures) = (input.shape[0], input.shape[1], weight.shape[0])
+    if let bias { precondition(bias.shape == [outFeatures], "linear: bias \(bias.shape) does not match weight \(weight.shape)") }
+    var result = Tensor.product(input, transposed: false, weight, transposed: true, m: batch, n: outFeatures, k: inFeatures)
+    if let bias {
+        result = result.withUnsafeAccumulation { out in
+            bias.withUnsafeBufferPointer { b in
+                for row in 0..<batch { for j in 0..<outFeatures { out[row * outFeatures + j] += b[j] } }
+            }
+        }
+    }
+    let x = input.detached(), w = weight.detached()
+    let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
+    let hasBias = bias != nil
+    let wantsInputGradient = input.requiresGradient
+    result.record("linear", inputs: inputs) { g in
+        let dInput = wantsInputGradient
+            ? Tensor.product(g, transposed: false, w, transposed: false, m: batch, n: inFeatures, k: outFeatures) : nil
+        let dWeight = Tensor.product(g, transposed: true, x, transposed: false, m: outFeatures, n: inFeatures, k: batch)
+        var gradients: [Tensor?] = [dInput, dWeight]
+        if hasBias { gradients.append(g.summed(toShape: [outFeatures])) }
+        return gradients
+    }
+    return result
+}
