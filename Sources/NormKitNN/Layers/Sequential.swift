@@ -1,0 +1,45 @@
+import NormKitCore
+
+/// Builds a `Sequential`'s layer list with Swift's result-builder syntax.
+@resultBuilder
+public enum LayerBuilder {
+    public static func buildExpression(_ layer: Module) -> [Module] { [layer] }
+    public static func buildBlock(_ parts: [Module]...) -> [Module] { parts.flatMap { $0 } }
+    public static func buildOptional(_ part: [Module]?) -> [Module] { part ?? [] }
+    public static func buildEither(first part: [Module]) -> [Module] { part }
+    public static func buildEither(second part: [Module]) -> [Module] { part }
+    public static func buildArray(_ parts: [[Module]]) -> [Module] { parts.flatMap { $0 } }
+}
+
+/// Layers applied one after another (Keras' `Sequential`, PyTorch's `nn.Sequential`).
+///
+/// Sub-modules are named by position ("layers.0", "layers.1", …). With an
+/// `inputShape` (without the batch axis, as in Keras) every layer is built at
+/// once, so parameters exist before `compile`.
+public final class Sequential: Module {
+    public let layers: [Module]
+
+    public init(_ layers: [Module]) {
+        self.layers = layers
+        super.init()
+    }
+
+    public convenience init(@LayerBuilder _ content: () -> [Module]) {
+        self.init(content())
+    }
+
+    public convenience init(inputShape: [Int], @LayerBuilder _ content: () -> [Module]) {
+        self.init(content())
+        _ = build(inputShape: [1] + inputShape)
+    }
+
+    public override func build(inputShape: [Int]) -> [Int] {
+        layers.reduce(inputShape) { shape, layer in layer.build(inputShape: shape) }
+    }
+
+    public override func forward(_ input: Tensor) throws -> Tensor {
+        try layers.reduce(input) { x, layer in try layer(x) }
+    }
+
+    public override var description: String { "Sequential(\(layers.count) layers)" }
+}

@@ -1,0 +1,140 @@
+import NormKitCore
+
+/// Whether a model computes as in training or as in inference.
+///
+/// Batch normalization uses the batch's statistics and updates its running
+/// estimates in `.training`; it uses the running estimates in `.inference`.
+/// `fit` switches to `.training`; `evaluate` and `predict` to `.inference`.
+public enum Mode: String, Sendable {
+    case training, inference
+}
+
+/// The base of every layer and model (PyTorch's `nn.Module`, Keras' `Layer`).
+///
+/// Subclasses override `forward(_:)`. Parameters and sub-modules are found by
+/// reflection over stored properties — a `Parameter`, a `Module`, an optional
+/// of either or an array of modules — so a model never lists them by hand;
+/// their names follow PyTorch's state-dict convention (`fc1.weight`, `bn.running_mean`).
+open class Module: CustomStringConvertible {
+    /// Training or inference: set it for the whole tree with `setMode(_:)`.
+    public private(set) var mode: Mode = .training
+    /// What `compile(optimizer:loss:metrics:)` configured, if anything.
+    var compiled: CompiledConfiguration?
+
+    public init() {}
+
+    /// The layer's computation. Shapes are the subclass's contract.
+    open func forward(_ input: Tensor) throws -> Tensor {
+        preconditionFailure("\(type(of: self)) must override forward(_:)")
+    }
+
+    /// Keras-style build: creates parameters whose size depends on the input
+    /// and returns the output shape. `inputShape` includes the batch axis.
+    /// Shape-preserving layers keep the default.
+    open func build(inputShape: [Int]) -> [Int] { inputShape }
+
+    public func callAsFunction(_ input: Tensor) throws -> Tensor { try forward(input) }
+
+    /// A short description of the layer's configuration, e.g. `Linear(784 → 64)`.
+    open var description: String { String(describing: type(of: self)) }
+
+    // MARK: Mode
+
+    /// Puts this module and every sub-module in `mode`.
+    public func setMode(_ mode: Mode) {
+        for (_, module) in namedModules() { module.mode = mode }
+    }
+
+    /// PyTorch spelling of `setMode(.training)`.
+    public func train() { setMode(.training) }
+    /// PyTorch spelling of `setMode(.inference)`.
+    public func eval() { setMode(.inference) }
+
+    /// Runs `body` in `mode`, then restores each module's previous mode.
+    public func withMode<R>(_ mode: Mode, _ body: () throws -> R) rethrows -> R {
+        let previous = namedModules().map { ($0.1, $0.1.mode) }
+        setMode(mode)
+        defer { for (module, old) in previous { module.mode = old } }
+        return try body()
+    }
+
+    // MARK: Discovery
+
+    /// This module and all sub-modules, depth first, with dotted names ("" for self).
+    public func namedModules() -> [(String, Module)] {
+        var result: [(String, Module)] = [("", self)]
+        for (name, child) in namedChildren() {
+            for (subName, module) in child.namedModules() {
+                result.append((subName.isEmpty ? name : "\(name).\(subName)", module))
+            }
+        }
+        return result
+    }
+
+    /// Every parameter with its dotted name, in declaration order.
+    public func namedParameters() -> [(String, Parameter)] {
+        var result: [(String, Parameter)] = []
+        for (prefix, module) in namedModules() {
+            for (name, parameter) in module.ownParameters() {
+                result.append((prefix.isEmpty ? name : "\(prefix).\(name)", parameter))
+            }
+        }
+        return result
+    }
+
+    /// Every parameter, in declaration order.
+    public func parameters() -> [Parameter] { namedParameters().map(\.1) }
+
+    /// Every parameter that trains.
+    public func trainableParameters() -> [Parameter] { parameters().filter(\.isTrainable) }
+
+    /// The direct sub-modules with their property names (array elements as "name.0").
+    open func namedChildren() -> [(String, Module)] {
+        var result: [(String, Module)] = []
+        for (label, value) in storedProperties() {
+            if let module = value as? Module {
+                result.append((label, module))
+            } else if let modules = value as? [Module] {
+                for (index, module) in modules.enumerated() { result.append(("\(label).\(index)", module)) }
+            }
+        }
+        return result
+    }
+
+    /// The parameters stored directly on this module.
+    open func ownParameters() -> [(String, Parameter)] {
+        storedProperties().compactMap { label, value in (value as? Parameter).map { (label, $0) } }
+    }
+
+    /// Stored properties of the dynamic type and its superclasses below `Module`,
+    /// with a leading underscore stripped from names (so `_weight` is `weight`).
+    private func storedProperties() -> [(String, Any)] {
+        var result: [(String, Any)] = []
+        var mirror: Mirror? = Mirror(reflecting: self)
+        while let current = mirror, current.subjectType != Module.self {
+            let own = current.children.compactMap { child -> (String, Any)? in
+                guard var label = child.label else { return nil }
+                if label.hasPrefix("_") { label.removeFirst() }
+                return (label, child.value)
+            }
+            result = own + result
+            mirror = current.superclassMirror
+        }
+        return result
+    }
+
+    /// The number of trainable scalars.
+    public var parameterCount: Int { parameters().reduce(0) { $0 + $1.value.scalarCount } }
+
+    /// A Keras-like summary: one line per module with its parameter count.
+    public func summary() -> String {
+        var lines = ["\(type(of: self)) (mode: \(mode.rawValue))"]
+        for (name, module) in namedModules() where !name.isEmpty {
+            let count = module.ownParameters().reduce(0) { $0 + $1.1.value.scalarCount }
+            let padded = name + String(repeating: " ", count: max(0, 12 - name.count))
+            lines.append("  \(padded) \(module.description)  params: \(count)")
+        }
+        lines.append("  total parameters: \(parameterCount)")
+        return lines.joined(separator: "\n")
+    }
+}

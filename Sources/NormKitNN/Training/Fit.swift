@@ -1,0 +1,157 @@
+import NormKitCore
+
+/// A metric reported during `fit` and `evaluate`.
+public enum Metric: String, Sendable {
+    /// Fraction of examples whose arg-max prediction equals the label.
+    case accuracy
+}
+
+/// What `compile` stores on a model.
+struct CompiledConfiguration {
+    let optimizer: any Optimizer
+    let loss: any Loss
+    let metrics: [Metric]
+}
+
+/// Per-epoch results of `fit`, like Keras' `History.history`.
+public struct History: Sendable {
+    public var loss: [Double] = []
+    public var accuracy: [Double] = []
+    public var validationLoss: [Double] = []
+    public var validationAccuracy: [Double] = []
+    /// Wall-clock seconds of each epoch's training loop.
+    public var epochSeconds: [Double] = []
+}
+
+/// Loss and metrics from `evaluate`.
+public struct Evaluation: Sendable {
+    public var loss: Double
+    public var accuracy: Double
+}
+
+extension Module {
+    /// Keras' `compile`: chooses the optimizer, the loss and the metrics `fit` uses.
+    public func compile(optimizer: any Optimizer, loss: some Loss, metrics: [Metric] = []) {
+        compiled = CompiledConfiguration(optimizer: optimizer, loss: loss, metrics: metrics)
+    }
+
+    /// Keras' `fit`: trains in `.training` mode for `epochs` passes over `data`.
+    ///
+    /// Each epoch visits the examples in a fresh random order (when `shuffle`)
+    /// drawn from `generator`, in batches of `batchSize`; the last batch may be
+    /// smaller unless `dropsLastPartialBatch`. After each epoch the model is
+    /// evaluated on `validationData` in `.inference` mode. Progress is a bar on a
+    /// terminal, one line per epoch otherwise.
+    @discardableResult
+    public func fit(_ data: some BatchSource, epochs: Int, batchSize: Int = 32, shuffle: Bool = true,
+                    dropsLastPartialBatch: Bool = false, validationData: (any BatchSource)? = nil,
+                    generator: SeededGenerator? = nil, progress: ProgressReporter.Style = .automatic) throws -> History {
+        guard let compiled else { preconditionFailure("fit: call compile(optimizer:loss:metrics:) first") }
+        precondition(epochs >= 0 && batchSize >= 1, "fit: epochs \(epochs) and batchSize \(batchSize) must be positive")
+        if compiled.optimizer.parameters.isEmpty {
+            _ = build(inputShape: [batchSize] + data.featureShape)
+            compiled.optimizer.parameters = trainableParameters()
+        }
+        var generator = generator ?? SeededGenerator(seed: GlobalRandom.nextSeed())
+        var reporter = ProgressReporter(style: progress)
+        var buffers = BatchBuffers(featureShape: data.featureShape, capacity: batchSize)
+        var order = Array(0..<data.count)
+        let usableCount = dropsLastPartialBatch ? data.count / batchSize * batchSize : data.count
+        let steps = (usableCount + batchSize - 1) / batchSize
+        var history = History()
+        let wantsAccuracy = compiled.metrics.contains(.accuracy)
+
+        for epoch in stride(from: 1, through: epochs, by: 1) {
+            if shuffle { order.shuffle(using: &generator) }
+            setMode(.training)
+            let started = monotonicSeconds()
+            var lossSum = 0.0, correct = 0, seen = 0
+            for step in 0..<steps {
+                let indices = order[(step * batchSize)..<min((step + 1) * batchSize, usableCount)]
+                let (batch, labels) = buffers.load(data, indices: indices)
+                let output = try forward(batch)
+                let loss = compiled.loss(output, labels)
+                compiled.optimizer.zeroGrad()
+                loss.backward()
+                compiled.optimizer.step()
+                lossSum += Double(loss.scalar) * Double(labels.count)
+                seen += labels.count
+                if wantsAccuracy { correct += zip(output.argmax(axis: -1), labels).reduce(0) { $0 + ($1.0 == $1.1 ? 1 : 0) } }
+                reporter.stepFinished(epoch: epoch, epochs: epochs, step: step + 1, steps: steps, started: started,
+                                      loss: lossSum / Double(seen), accuracy: wantsAccuracy ? Double(correct) / Double(seen) : nil)
+            }
+            let seconds = monotonicSeconds() - started
+            history.epochSeconds.append(seconds)
+            history.loss.append(lossSum / Double(max(seen, 1)))
+            var line = "Epoch \(epoch)/\(epochs) - \(fixed(seconds, 2))s - loss: \(fixed(history.loss.last!, 4))"
+            if wantsAccuracy {
+                history.accuracy.append(Double(correct) / Double(max(seen, 1)))
+                line += " - accuracy: \(fixed(history.accuracy.last!, 4))"
+            }
+            if let validationData {
+                let result = try evaluate(validationData, batchSize: max(batchSize, 256))
+                history.validationLoss.append(result.loss)
+                history.validationAccuracy.append(result.accuracy)
+                line += " - val_loss: \(fixed(result.loss, 4)) - val_accuracy: \(fixed(result.accuracy, 4))"
+            }
+            reporter.epochFinished(line)
+        }
+        return history
+    }
+
+    /// Keras' `fit(x, y, …)` on in-memory tensors.
+    @discardableResult
+    public func fit(x: Tensor, y: [Int], epochs: Int, batchSize: Int = 32, shuffle: Bool = true,
+                    validationData: (x: Tensor, y: [Int])? = nil, generator: SeededGenerator? = nil,
+                    progress: ProgressReporter.Style = .automatic) throws -> History {
+        try fit(TensorDataset(features: x, labels: y), epochs: epochs, batchSize: batchSize, shuffle: shuffle,
+                validationData: validationData.map { TensorDataset(features: $0.x, labels: $0.y) },
+                generator: generator, progress: progress)
+    }
+
+    /// Loss and accuracy on `data` in `.inference` mode, without recording a
+    /// graph; the previous mode is restored afterwards. Uses the compiled loss,
+    /// or cross-entropy from the outputs if the model was not compiled.
+    public func evaluate(_ data: some BatchSource, batchSize: Int = 1000) throws -> Evaluation {
+        let loss: any Loss = compiled?.loss ?? SparseCategoricalCrossentropy(fromLogits: true)
+        var lossSum = 0.0, correct = 0
+        try forEachOutput(data, batchSize: batchSize) { output, labels in
+            lossSum += Double(loss(output, labels).scalar) * Double(labels.count)
+            correct += zip(output.argmax(axis: -1), labels).reduce(0) { $0 + ($1.0 == $1.1 ? 1 : 0) }
+        }
+        let count = Double(max(data.count, 1))
+        return Evaluation(loss: lossSum / count, accuracy: Double(correct) / count)
+    }
+
+    /// The model's outputs for every example of `data`, in `.inference` mode.
+    public func predict(_ data: some BatchSource, batchSize: Int = 1000) throws -> Tensor {
+        var rows: [Float] = []
+        var outputShape: [Int] = []
+        try forEachOutput(data, batchSize: batchSize) { output, _ in
+            outputShape = Array(output.shape.dropFirst())
+            rows += output.scalars
+        }
+        return Tensor(rows, shape: [data.count] + outputShape)
+    }
+
+    /// The model's outputs for `x`, in `.inference` mode.
+    public func predict(_ x: Tensor) throws -> Tensor {
+        try withMode(.inference) { try Autodiff.withoutRecording { try forward(x) } }
+    }
+
+    private func forEachOutput(_ data: some BatchSource, batchSize: Int, _ body: (Tensor, [Int]) throws -> Void) throws {
+        var buffers = BatchBuffers(featureShape: data.featureShape, capacity: batchSize)
+        let order = Array(0..<data.count)
+        try withMode(.inference) {
+            try Autodiff.withoutRecording {
+                var start = 0
+                while start < data.count {
+                    let indices = order[start..<min(start + batchSize, data.count)]
+                    let (batch, labels) = buffers.load(data, indices: indices)
+                    try body(try forward(batch), labels)
+                    start += batchSize
+                }
+            }
+        }
+    }
+}
