@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "NormKitCoreTests", dependencies: ["NormKitCore"]),
         .testTarget(name: "NormKitNNTests", dependencies: ["NormKitNN", "NormKitCore"]),
         .testTarget(name: "NormKitDataTests", dependencies: ["NormKitData"]),
-        .testTarget(name: "ExamplesTests", dependencies: ["NormKit"]),
+        .testTarget(name: "ExamplesTests", dependencies: ["NormKit", "KerasStyleExample", "PyTorchStyleExample"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,1 +1,5 @@
-print("todo")
+import NormKit
+
+GlobalRandom.seed(0)
+let data = try MNISTDataset.embeddedFashionMNIST()
+_ = try runPyTorchStyleExample(train: data.train, test: data.test)
