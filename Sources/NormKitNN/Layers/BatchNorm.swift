@@ -133,8 +133,8 @@ public class BatchNorm: Module {
         precondition(featureCount > 0, "BatchNorm: featureCount must be positive, got \(featureCount)")
         self.featureCount = featureCount
         if isAffine {
-            weight = Parameter(.ones([featureCount]))
-            bias = Parameter(.zeros([featureCount]))
+            weight = Parameter(.ones([featureCount]), isTrainable: affineTrainableOverride ?? true)
+            bias = Parameter(.zeros([featureCount]), isTrainable: affineTrainableOverride ?? true)
         }
         if tracksRunningStatistics {
             runningMean = .zeros([featureCount])
@@ -165,8 +165,84 @@ public class BatchNorm: Module {
         return inputShape
     }
 
+    // MARK: Controls
+    //
+    // Three independent controls, each defaulting to "follow the mode":
+    //
+    // | control | .followMode (default) | override |
+    // |---|---|---|
+    // | `statistics` | batch in training, running in inference | `.batch` or `.running` always |
+    // | `runningStatisticsUpdates` | update in training (when batch statistics are used) | `.never` |
+    // | `areAffineParametersTrainable` | true | false: γ and β get no gradient and optimizers skip them |
+    //
+    // `freeze()` sets all three for fine-tuning (running statistics, no updates,
+    // γ/β fixed). Because they are separate from `mode`, a frozen layer stays
+    // frozen when the model is switched back to training — unlike Keras, where
+    // `trainable = False` silently means inference, and PyTorch, where
+    // `requires_grad = False` still updates the running statistics.
+
+    /// Which statistics normalize the input.
+    public enum StatisticsChoice: Sendable, Equatable {
+        case followMode, batch, running
+    }
+
+    /// Whether training-mode forwards fold batch statistics into the running estimates.
+    public enum RunningStatisticsUpdates: Sendable, Equatable {
+        case followMode, never
+    }
+
+    /// Which statistics normalize the input (see the table above).
+    public var statistics: StatisticsChoice = .followMode {
+        didSet {
+            precondition(statistics != .running || tracksRunningStatistics,
+                         "\(description): running statistics were requested but the layer does not track them")
+        }
+    }
+
+    /// Whether running estimates are updated (see the table above).
+    public var runningStatisticsUpdates: RunningStatisticsUpdates = .followMode
+
+    /// Whether γ and β train.
+    public var areAffineParametersTrainable: Bool {
+        get { weight?.isTrainable ?? false }
+        set {
+            weight?.isTrainable = newValue
+            bias?.isTrainable = newValue
+            affineTrainableOverride = newValue
+        }
+    }
+    private var affineTrainableOverride: Bool?
+
+    /// Fine-tuning mode: normalize with the running statistics, never update them,
+    /// and keep γ and β fixed, whatever `mode` the model is switched to.
+    public func freeze() {
+        precondition(tracksRunningStatistics, "\(description): freeze() needs running statistics to normalize with")
+        statistics = .running
+        runningStatisticsUpdates = .never
+        areAffineParametersTrainable = false
+    }
+
+    /// Undoes `freeze()`: every control follows the mode again and γ, β train.
+    public func unfreeze() {
+        statistics = .followMode
+        runningStatisticsUpdates = .followMode
+        areAffineParametersTrainable = true
+    }
+
     /// Whether this forward normalizes with the batch's statistics.
-    var usesBatchStatistics: Bool { mode == .training || !tracksRunningStatistics }
+    var usesBatchStatistics: Bool {
+        if !tracksRunningStatistics { return true }
+        switch statistics {
+        case .batch: return true
+        case .running: return false
+        case .followMode: return mode == .training
+        }
+    }
+
+    /// Whether this forward updates the running estimates.
+    var updatesRunningStatistics: Bool {
+        tracksRunningStatistics && usesBatchStatistics && mode == .training && runningStatisticsUpdates == .followMode
+    }
 
     public override func forward(_ input: Tensor) throws -> Tensor {
         _ = build(inputShape: input.shape)
@@ -177,10 +253,8 @@ public class BatchNorm: Module {
             }
             let (output, statistics) = batchNorm(input, featureAxis: featureAxis, gamma: weight?.tensor,
                                                  beta: bias?.tensor, epsilon: epsilon)
-            if mode == .training {
-                lastBatchStatistics = statistics
-                if tracksRunningStatistics { updateRunningStatistics(with: statistics) }
-            }
+            lastBatchStatistics = statistics
+            if updatesRunningStatistics { updateRunningStatistics(with: statistics) }
             return output
         }
         let given = (mean: runningMean!.scalars, variance: runningVariance!.scalars)
