@@ -51,6 +51,13 @@ let package = Package(
         .testTarget(name: "NormKitCoreTests", dependencies: ["NormKitCore"]),
         .testTarget(name: "NormKitNNTests", dependencies: ["NormKitNN", "NormKitCore"]),
         .testTarget(name: "NormKitDataTests", dependencies: ["NormKitData"]),
+        // Golden values from an independent NumPy implementation (the script sits beside its fixtures).
+        .testTarget(
+            name: "BatchNormGoldenTests",
+            dependencies: ["NormKitNN", "NormKitCore"],
+            exclude: ["Fixtures/make_batchnorm_golden.py"],
+            resources: [.copy("Fixtures/batchnorm_golden.json")]
+        ),
         .testTarget(name: "ExamplesTests", dependencies: ["NormKit", "KerasStyleExample", "PyTorchStyleExample"]),
     ],
     swiftLanguageModes: [.v6]
