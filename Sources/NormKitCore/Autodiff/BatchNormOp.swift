@@ -50,10 +50,12 @@ public func batchNorm(
         }
     }
     var mean: [Float], variance: [Float]
+    let exactMean: [Double]   // μ before rounding to Float
     if let given {
         precondition(given.mean.count == channels && given.variance.count == channels,
                      "batchNorm: statistics for \(given.mean.count) features, input \(input.shape) has \(channels)")
         (mean, variance) = (given.mean, given.variance)
+        exactMean = given.mean.map { Double($0) }
     } else {
         var meanDouble = [Double](repeating: 0, count: channels)
         var varianceDouble = [Double](repeating: 0, count: channels)
@@ -66,20 +68,26 @@ public func batchNorm(
         }
         mean = meanDouble.map { Float($0) }
         variance = varianceDouble.map { Float($0) }
+        exactMean = meanDouble
     }
     let invstd = variance.map { 1 / (Double($0) + Double(epsilon)).squareRoot() }.map { Float($0) }
     let gammaValues = gamma?.scalars, betaValues = beta?.scalars
     var scale = [Float](repeating: 0, count: channels), shift = [Float](repeating: 0, count: channels)
+    // y = (x − μ_f)·a + (β − (μ − μ_f)·a) with μ_f the Float mean: centring on
+    // μ_f first keeps x − μ exact when |μ| ≫ σ (see `batchNormApply`).
     for c in 0..<channels {
         let a = Double(gammaValues?[c] ?? 1) * Double(invstd[c])
         scale[c] = Float(a)
-        shift[c] = Float(Double(betaValues?[c] ?? 0) - Double(mean[c]) * a)
+        shift[c] = Float(Double(betaValues?[c] ?? 0) - (exactMean[c] - Double(mean[c])) * a)
     }
     var output = Tensor(shape: input.shape) { y in
         input.withUnsafeBufferPointer { x in
             scale.withUnsafeBufferPointer { s in
                 shift.withUnsafeBufferPointer { b in
-                    batchNormApply(x, outer: layout.outer, channels: channels, inner: layout.inner, scale: s, shift: b, output: y)
+                    mean.withUnsafeBufferPointer { mu in
+                        batchNormApply(x, outer: layout.outer, channels: channels, inner: layout.inner,
+                                       scale: s, shift: b, center: mu, output: y)
+                    }
                 }
             }
         }

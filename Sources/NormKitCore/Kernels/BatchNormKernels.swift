@@ -63,29 +63,44 @@ public func batchNormStatistics(
     for c in 0..<channels { variance[c] = max(variance[c] / m, 0) }
 }
 
-/// y = x · scale[c] + shift[c] over (outer, channels, inner): every batch-norm
-/// forward, once the per-channel constants are folded
-/// (scale = γ·invstd, shift = β − μ·scale), is this one FMA per element.
+/// y = (x − center[c]) · scale[c] + shift[c] over (outer, channels, inner):
+/// every batch-norm forward, once the per-channel constants are folded
+/// (center = μ rounded to Float, scale = γ·invstd, shift = β − (μ − center)·scale),
+/// is one subtraction and one FMA per element.
+///
+/// Why not y = x·scale + (β − μ·scale), one FMA: when |μ| ≫ σ both terms are
+/// huge (|μ|·invstd) and their Float sum cancels the deviation; at μ = 1e4,
+/// σ = 1e-3 the output is off by O(1). x − center is exact for x near the
+/// mean (Sterbenz), so the deviation survives.
+///
+/// - Parameters:
+///   - center: `channels` values subtracted first; nil for 0 (plain x·scale + shift).
 @inlinable
 public func batchNormApply(
     _ x: UnsafeBufferPointer<Float>, outer: Int, channels: Int, inner: Int,
     scale: UnsafeBufferPointer<Float>, shift: UnsafeBufferPointer<Float>,
+    center: UnsafeBufferPointer<Float>? = nil,
     output y: UnsafeMutableBufferPointer<Float>
 ) {
-    precondition(x.count == outer * channels * inner && y.count == x.count && scale.count == channels && shift.count == channels,
+    precondition(x.count == outer * channels * inner && y.count == x.count && scale.count == channels && shift.count == channels
+                 && (center?.count ?? channels) == channels,
                  "batchNormApply: buffers do not fit (\(outer), \(channels), \(inner))")
-    let px = x.baseAddress!, py = y.baseAddress!
-    if inner == 1 {
-        for row in 0..<outer {
-            let base = row * channels
-            for c in 0..<channels { py[base + c] = px[base + c] * scale[c] + shift[c] }
-        }
-    } else {
-        for o in 0..<outer {
-            for c in 0..<channels {
-                let base = (o * channels + c) * inner
-                let a = scale[c], b = shift[c]
-                for i in 0..<inner { py[base + i] = px[base + i] * a + b }
+    let zeros = center == nil ? [Float](repeating: 0, count: channels) : []
+    zeros.withUnsafeBufferPointer { zeroBuffer in
+        let mu = center ?? zeroBuffer
+        let px = x.baseAddress!, py = y.baseAddress!
+        if inner == 1 {
+            for row in 0..<outer {
+                let base = row * channels
+                for c in 0..<channels { py[base + c] = (px[base + c] - mu[c]) * scale[c] + shift[c] }
+            }
+        } else {
+            for o in 0..<outer {
+                for c in 0..<channels {
+                    let base = (o * channels + c) * inner
+                    let m = mu[c], a = scale[c], b = shift[c]
+                    for i in 0..<inner { py[base + i] = (px[base + i] - m) * a + b }
+                }
             }
         }
     }
