@@ -101,6 +101,8 @@ public func batchNorm(
     let fromBatch = given == nil
     let wantsInputGradient = input.requiresGradient
     let hasGamma = gamma != nil, hasBeta = beta != nil
+    // What rounding μ to Float lost; the pullback needs it when |μ| ≫ σ.
+    let meanResidual = (0..<channels).map { Float(exactMean[$0] - Double(mean[$0])) }
     output.record("batchNorm", inputs: inputs) { g in
         var dxValues = [Float](repeating: 0, count: wantsInputGradient ? x.scalarCount : 0)
         var dGamma = [Float](repeating: 0, count: channels), dBeta = [Float](repeating: 0, count: channels)
@@ -113,11 +115,14 @@ public func batchNorm(
                             dxValues.withUnsafeMutableBufferPointer { dx in
                                 dGamma.withUnsafeMutableBufferPointer { dg in
                                     dBeta.withUnsafeMutableBufferPointer { db in
-                                        batchNormBackward(
-                                            input: px, outputGradient: pg, outer: layout.outer, channels: channels,
-                                            inner: layout.inner, mean: mu, inverseStandardDeviation: s,
-                                            gamma: hasGamma ? gp : nil, statisticsFromBatch: fromBatch,
-                                            inputGradient: wantsInputGradient ? dx : nil, gammaGradient: dg, betaGradient: db)
+                                        meanResidual.withUnsafeBufferPointer { residual in
+                                            batchNormBackward(
+                                                input: px, outputGradient: pg, outer: layout.outer, channels: channels,
+                                                inner: layout.inner, mean: mu, inverseStandardDeviation: s,
+                                                gamma: hasGamma ? gp : nil, statisticsFromBatch: fromBatch,
+                                                meanResidual: residual, inputGradient: wantsInputGradient ? dx : nil,
+                                                gammaGradient: dg, betaGradient: db)
+                                        }
                                     }
                                 }
                             }

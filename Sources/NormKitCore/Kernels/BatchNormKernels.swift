@@ -114,10 +114,13 @@ public func batchNormApply(
 ///   dx = γ·invstd/m · (m·dy − Σdy − x̂·Σ(dy·x̂));
 /// - when they are constants (running statistics, inference): dx = dy·γ·invstd.
 /// One reduction pass computes both sums; the second pass writes
-/// dx = dy·A + x·B + C with per-channel A, B, C.
+/// dx = dy·A + (x − mean)·B + C with per-channel A, B, C. Centring x before
+/// scaling matters when |μ| ≫ σ: x·B and μ·B would be huge and cancel in Float.
 ///
 /// - Parameters:
 ///   - mean, inverseStandardDeviation: the statistics the forward used (`channels`).
+///   - meanResidual: μ − mean per channel when `mean` is the batch mean rounded
+///     to Float (the part rounding lost, which matters when |μ| ≫ σ); nil for 0.
 ///   - gamma: the scale, or nil for 1 (affine off).
 ///   - inputGradient: written when non-nil; gammaGradient, betaGradient likewise.
 @inlinable
@@ -126,6 +129,7 @@ public func batchNormBackward(
     outer: Int, channels: Int, inner: Int,
     mean: UnsafeBufferPointer<Float>, inverseStandardDeviation invstd: UnsafeBufferPointer<Float>,
     gamma: UnsafeBufferPointer<Float>?, statisticsFromBatch: Bool,
+    meanResidual: UnsafeBufferPointer<Float>? = nil,
     inputGradient dx: UnsafeMutableBufferPointer<Float>?,
     gammaGradient: UnsafeMutableBufferPointer<Float>?, betaGradient: UnsafeMutableBufferPointer<Float>?
 ) {
@@ -160,12 +164,16 @@ public func batchNormBackward(
             }
         }
     }
+    if let meanResidual {
+        // Σdy·(x − μ) = Σdy·(x − mean) − (μ − mean)·Σdy.
+        for c in 0..<channels { sumDyCentered[c] -= Double(meanResidual[c]) * sumDy[c] }
+    }
     for c in 0..<channels {
         betaGradient?[c] = Float(sumDy[c])
         gammaGradient?[c] = Float(sumDyCentered[c] * Double(invstd[c]))
     }
     guard let dx else { return }
-    // dx = dy·A + x·B + C per channel.
+    // dx = dy·A + (x − mean)·B + C per channel, since x − μ = (x − mean) − residual.
     var a = [Float](repeating: 0, count: channels)
     var b = [Float](repeating: 0, count: channels)
     var k = [Float](repeating: 0, count: channels)
@@ -175,21 +183,21 @@ public func batchNormBackward(
         if statisticsFromBatch {
             let bc = -g * s * s * s * sumDyCentered[c] / m
             b[c] = Float(bc)
-            k[c] = Float(-g * s * sumDy[c] / m - bc * Double(mean[c]))
+            k[c] = Float(-g * s * sumDy[c] / m - bc * Double(meanResidual?[c] ?? 0))
         }
     }
     let pdx = dx.baseAddress!
     if inner == 1 {
         for row in 0..<outer {
             let base = row * channels
-            for c in 0..<channels { pdx[base + c] = pdy[base + c] * a[c] + px[base + c] * b[c] + k[c] }
+            for c in 0..<channels { pdx[base + c] = pdy[base + c] * a[c] + (px[base + c] - mean[c]) * b[c] + k[c] }
         }
     } else {
         for o in 0..<outer {
             for c in 0..<channels {
                 let base = (o * channels + c) * inner
-                let ac = a[c], bc = b[c], kc = k[c]
-                for i in 0..<inner { pdx[base + i] = pdy[base + i] * ac + px[base + i] * bc + kc }
+                let ac = a[c], bc = b[c], kc = k[c], mu = mean[c]
+                for i in 0..<inner { pdx[base + i] = pdy[base + i] * ac + (px[base + i] - mu) * bc + kc }
             }
         }
     }
