@@ -21,14 +21,18 @@ extension Optimizer {
 /// m ← β1·m + (1 − β1)·g; v ← β2·v + (1 − β2)·g²;
 /// p ← p − lr · (m / (1 − β1ᵗ)) / (√(v / (1 − β2ᵗ)) + ε).
 /// Optional L2 `weightDecay` adds λ·p to the gradient, as `torch.optim.Adam` does.
+/// As in PyTorch, t counts each parameter's own updates: a parameter that gets
+/// its first gradient late (frozen, then unfrozen) starts its bias correction at t = 1.
 public final class Adam: Optimizer {
     public var parameters: [Parameter]
     public var learningRate: Float
     public let beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float
-    /// Updates applied so far (t).
+    /// Calls to `step()` so far.
     public private(set) var stepCount = 0
     var firstMoments: [ObjectIdentifier: [Float]] = [:]
     var secondMoments: [ObjectIdentifier: [Float]] = [:]
+    /// Updates applied to each parameter (its t).
+    var parameterStepCounts: [ObjectIdentifier: Int] = [:]
 
     public init(_ parameters: [Parameter] = [], learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
                 epsilon: Float = 1e-8, weightDecay: Float = 0) {
@@ -47,13 +51,15 @@ public final class Adam: Optimizer {
 
     public func step() {
         stepCount += 1
-        let correction1 = 1 - Double(beta1).power(stepCount)
-        let correction2 = 1 - Double(beta2).power(stepCount)
-        let stepSize = Float(Double(learningRate) / correction1)
-        let inverseRootCorrection2 = Float(1 / correction2.squareRoot())
         for parameter in parameters where parameter.isTrainable {
             guard let gradient = parameter.gradient else { continue }
             let key = ObjectIdentifier(parameter)
+            let t = (parameterStepCounts[key] ?? 0) + 1
+            parameterStepCounts[key] = t
+            let correction1 = 1 - Double(beta1).power(t)
+            let correction2 = 1 - Double(beta2).power(t)
+            let stepSize = Float(Double(learningRate) / correction1)
+            let inverseRootCorrection2 = Float(1 / correction2.squareRoot())
             var m = firstMoments[key] ?? [Float](repeating: 0, count: parameter.value.scalarCount)
             var v = secondMoments[key] ?? [Float](repeating: 0, count: parameter.value.scalarCount)
             firstMoments[key] = nil
