@@ -68,7 +68,11 @@ public struct Tensor: CustomStringConvertible {
                                      using generator: inout SeededGenerator) -> Tensor {
         Tensor(shape: shape) { buffer in
             let width = upper - lower
-            for i in buffer.indices { buffer[i] = lower + width * generator.nextUnitFloat() }
+            // lower + width·u can round up to `upper` itself: with u = 1 − 2⁻²⁴ (the largest
+            // unit float) and [1, 2) the sum ties and rounds to even, 2. Clamp to keep the
+            // interval half-open; no value below `upper` changes.
+            let largest = max(lower, upper.nextDown)
+            for i in buffer.indices { buffer[i] = min(lower + width * generator.nextUnitFloat(), largest) }
         }
     }
 
