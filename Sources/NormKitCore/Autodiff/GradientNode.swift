@@ -85,8 +85,8 @@ extension Tensor {
     /// Links `self` (the output of `operation`) to `inputs` in the graph when any
     /// of them carries a node and recording is on. The pullback receives the
     /// gradient of the output and returns one gradient (or nil) per input.
-    @usableFromInline
-    mutating func record(_ operation: String, inputs: [Tensor], pullback: @escaping (Tensor) -> [Tensor?]) {
+    /// This is how a new differentiable op (or a fused one) joins the graph.
+    public mutating func record(_ operation: String, inputs: [Tensor], pullback: @escaping (Tensor) -> [Tensor?]) {
         guard inputs.contains(where: { $0.gradientNode != nil }), Autodiff.isRecording else {
             gradientNode = nil
             return
@@ -125,16 +125,16 @@ extension Tensor {
         root.accumulate(seed)
         // Pullbacks compute plain values: nothing they do is recorded.
         Autodiff.withoutRecording {
-        for node in order.reversed() {
-            guard let pullback = node.pullback, let gradient = node.gradient else { continue }
-            node.gradient = nil
-            let inputGradients = pullback(gradient)
-            precondition(inputGradients.count == node.inputs.count,
-                         "\(node.operation) returned \(inputGradients.count) gradients for \(node.inputs.count) inputs")
-            for (input, inputGradient) in zip(node.inputs, inputGradients) {
-                if let input, let inputGradient { input.accumulate(inputGradient) }
+            for node in order.reversed() {
+                guard let pullback = node.pullback, let gradient = node.gradient else { continue }
+                node.gradient = nil
+                let inputGradients = pullback(gradient)
+                precondition(inputGradients.count == node.inputs.count,
+                             "\(node.operation) returned \(inputGradients.count) gradients for \(node.inputs.count) inputs")
+                for (input, inputGradient) in zip(node.inputs, inputGradients) {
+                    if let input, let inputGradient { input.accumulate(inputGradient) }
+                }
             }
-        }
         }
     }
 
