@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(
             name: "BatchNormGoldenTests",
             dependencies: ["NormKitNN", "NormKitCore"],
-            exclude: ["Fixtures/make_batchnorm_golden.py"],
+            exclude: ["Fixtures/make_batchnorm_golden.py", "Fixtures/README.md"],
             resources: [.copy("Fixtures/batchnorm_golden.json")]
         ),
         .testTarget(name: "ExamplesTests", dependencies: ["NormKit", "KerasStyleExample", "PyTorchStyleExample"]),

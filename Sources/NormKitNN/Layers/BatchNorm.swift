@@ -92,7 +92,7 @@ public class BatchNorm: Module {
     public internal(set) var numBatchesTracked: Int = 0
     /// Training batches whose statistics were not finite and were left out of the running estimates.
     public private(set) var nonFiniteBatchCount: Int = 0
-    /// The statistics of the last training batch (for inspection and tests).
+    /// The statistics of the last forward that used batch statistics (for inspection and tests).
     public private(set) var lastBatchStatistics: BatchNormStatistics?
 
     /// - Parameters:
