@@ -5,7 +5,7 @@ import Testing
 
 /// Both seed programs run end to end on a small slice of the embedded data
 /// and learn something: far above the 10 % of guessing after one epoch.
-@Suite struct SeedProgramsTests {
+@Suite(.serialized) struct SeedProgramsTests {
     let data: MNISTDataset
 
     init() throws {
