@@ -85,34 +85,35 @@ extension Tensor {
     }
 
     /// Sums a broadcast gradient back down to `targetShape` (the pullback of
-    /// broadcasting).
+    /// broadcasting, and the core of every axis reduction). Accumulates in
+    /// Double, so long sums do not drift; records no graph node.
     public func summed(toShape targetShape: [Int]) -> Tensor {
         if shape == targetShape { return self }
         precondition(Tensor.broadcastShape(targetShape, shape) == shape,
                      "cannot sum shape \(shape) down to \(targetShape)")
         let strides = Tensor.broadcastStrides(of: targetShape, to: shape)
-        return Tensor(repeating: 0, shape: targetShape).withUnsafeAccumulation { out in
-            withUnsafeBufferPointer { src in
-                let inner = shape.last ?? 1
-                let innerStride = strides.last ?? 0
-                let outerRank = max(shape.count - 1, 0)
-                var index = [Int](repeating: 0, count: outerRank)
-                var offsetOut = 0, offsetSrc = 0
-                while offsetSrc < src.count {
-                    for j in 0..<inner { out[offsetOut + j * innerStride] += src[offsetSrc + j] }
-                    offsetSrc += inner
-                    var axis = outerRank - 1
-                    while axis >= 0 {
-                        index[axis] += 1
-                        offsetOut += strides[axis]
-                        if index[axis] < shape[axis] { break }
-                        offsetOut -= strides[axis] * shape[axis]
-                        index[axis] = 0
-                        axis -= 1
-                    }
+        var accumulators = [Double](repeating: 0, count: targetShape.reduce(1, *))
+        withUnsafeBufferPointer { src in
+            let inner = shape.last ?? 1
+            let innerStride = strides.last ?? 0
+            let outerRank = max(shape.count - 1, 0)
+            var index = [Int](repeating: 0, count: outerRank)
+            var offsetOut = 0, offsetSrc = 0
+            while offsetSrc < src.count {
+                for j in 0..<inner { accumulators[offsetOut + j * innerStride] += Double(src[offsetSrc + j]) }
+                offsetSrc += inner
+                var axis = outerRank - 1
+                while axis >= 0 {
+                    index[axis] += 1
+                    offsetOut += strides[axis]
+                    if index[axis] < shape[axis] { break }
+                    offsetOut -= strides[axis] * shape[axis]
+                    index[axis] = 0
+                    axis -= 1
                 }
             }
         }
+        return Tensor(accumulators.map { Float($0) }, shape: targetShape)
     }
 
     /// `self` after `body` has written into its (unique) storage.

@@ -20,27 +20,9 @@ extension Tensor {
         let normalized = Set(axes.map { normalizeAxis($0) })
         var keptShape = shape
         for axis in normalized { keptShape[axis] = 1 }
-        let strides = Tensor.broadcastStrides(of: keptShape, to: shape)
-        var accumulators = [Double](repeating: 0, count: keptShape.reduce(1, *))
-        withUnsafeBufferPointer { src in
-            // Walk the input in order; `offset` tracks the position in the reduced tensor.
-            var index = [Int](repeating: 0, count: shape.count)
-            var offset = 0
-            for i in 0..<src.count {
-                accumulators[offset] += Double(src[i])
-                var axis = shape.count - 1
-                while axis >= 0 {
-                    index[axis] += 1
-                    offset += strides[axis]
-                    if index[axis] < shape[axis] { break }
-                    offset -= strides[axis] * shape[axis]
-                    index[axis] = 0
-                    axis -= 1
-                }
-            }
-        }
         let outShape = keepingDimensions ? keptShape : shape.enumerated().filter { !normalized.contains($0.offset) }.map(\.element)
-        var result = Tensor(accumulators.map { Float($0) }, shape: outShape)
+        var result = detached().summed(toShape: keptShape)
+        result._shape = outShape
         let inputShape = shape
         result.record("sumAlongAxes", inputs: [self]) { g in
             [Tensor.broadcastCombine(Tensor.zeros(inputShape), g.reshaped(keptShape), +)]
