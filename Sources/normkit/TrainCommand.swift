@@ -1,28 +1,6 @@
 import ArgumentParser
 import NormKit
 
-@main
-struct NormKitCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "normkit",
-        abstract: "Batch normalization and the neural-network training around it.",
-        subcommands: [Train.self],
-        defaultSubcommand: Train.self
-    )
-}
-
-/// Options every command that computes shares.
-struct ComputeOptions: ParsableArguments {
-    @Option(help: "Threads for the kernels (default: NORMKIT_THREADS or every available core).")
-    var threads: Int?
-
-    func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    }
-
-    func apply() { if let threads { Threading.count = threads } }
-}
-
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train the seed model (784 → Linear 64 → BatchNorm → ReLU → Linear 10 → softmax) on Fashion-MNIST.",

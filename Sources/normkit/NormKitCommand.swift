@@ -1,0 +1,12 @@
+import ArgumentParser
+import NormKit
+
+@main
+struct NormKitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "normkit",
+        abstract: "Batch normalization and the neural-network training around it.",
+        subcommands: [Train.self],
+        defaultSubcommand: Train.self
+    )
+}
