@@ -55,8 +55,8 @@ let package = Package(
         .testTarget(
             name: "BatchNormGoldenTests",
             dependencies: ["NormKitNN", "NormKitCore"],
-            exclude: ["Fixtures/make_batchnorm_golden.py", "Fixtures/README.md"],
-            resources: [.copy("Fixtures/batchnorm_golden.json")]
+            exclude: ["Fixtures/make_batchnorm_golden.py", "Fixtures/make_norm_siblings_golden.py", "Fixtures/README.md"],
+            resources: [.copy("Fixtures/batchnorm_golden.json"), .copy("Fixtures/norm_siblings_golden.json")]
         ),
         .testTarget(name: "ExamplesTests", dependencies: ["NormKit", "KerasStyleExample", "PyTorchStyleExample"]),
     ],
