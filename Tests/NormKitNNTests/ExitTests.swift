@@ -25,7 +25,8 @@ struct ExitTests {
             _ = try BatchNorm1d(3)(Tensor.zeros([4, 5]))
         }
         let message = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
-        #expect(message.contains("expects 3 features on axis 1, got shape [4, 5]"), "\(message)")
+        #expect(message.contains("BatchNorm1d(3, epsilon: 1e-05, newBatchWeight(0.1)) expects 3 features on axis 1, got 5 (input shape [4, 5])"),
+                "\(message)")
     }
 
     @Test("a loss stops on a label outside the classes")

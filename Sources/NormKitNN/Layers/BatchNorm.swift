@@ -52,10 +52,10 @@ public enum BatchNormError: Error, Sendable, CustomStringConvertible, Equatable 
 
 /// Batch normalization (Ioffe & Szegedy 2015, https://arxiv.org/abs/1502.03167).
 ///
-/// Per feature c over every value that shares it (m = N, or N·L, or N·H·W):
-/// y = γ·(x − μ)/√(σ² + ε) + β. In `.training` mode μ and σ² are the batch's
-/// mean and biased variance, and the running estimates move toward them
-/// (with the unbiased variance σ²·m/(m − 1) by default, as in the paper's
+/// Per feature c over every value that shares it (m = N, or N·L, or N·H·W, or
+/// N·D·H·W): y = γ·(x − μ)/√(σ² + ε) + β. In `.training` mode μ and σ² are the
+/// batch's mean and biased variance, and the running estimates move toward
+/// them (with the unbiased variance σ²·m/(m − 1) by default, as in the paper's
 /// Algorithm 2 and PyTorch); in `.inference` mode the running estimates are
 /// used. The forward is one autodiff node with a fused analytic pullback that
 /// keeps only μ and 1/σ per feature.
@@ -65,20 +65,57 @@ public enum BatchNormError: Error, Sendable, CustomStringConvertible, Equatable 
 /// features stay exact. A batch whose statistics are not finite is never
 /// folded into the running estimates; it is counted in `nonFiniteBatchCount`.
 ///
+/// Spellings: `BatchNorm1d` (N, C) or (N, C, L), `BatchNorm2d` (N, C, H, W),
+/// `BatchNorm3d` (N, C, D, H, W) check the rank as PyTorch's do; `BatchNorm`
+/// itself takes any rank ≥ 2 with the features on `featureAxis` (1, or −1 for
+/// channels-last); `BatchNormalization()` is Keras' spelling.
+///
+/// Options beyond the peers: `renormalization` (Batch Renormalization, see
+/// `BatchRenormalization`) and `ghostBatchSize` (statistics per virtual
+/// sub-batch). Both act only when the layer normalizes with batch statistics.
+///
+/// **Settings are fixed at construction.** `featureAxis`, `epsilon`,
+/// `runningAverage`, `isAffine`, `tracksRunningStatistics`,
+/// `storesUnbiasedVariance`, `renormalization` and `ghostBatchSize` are `let`s:
+/// changing one later would leave γ, β or the running estimates describing
+/// something else (running variances stored biased read as unbiased, a running
+/// average weighted with another momentum, buffers that do not exist). The
+/// compiler rejects an assignment. `featureCount` is set once, by the
+/// initializer or the first input, and every later input must match it.
+/// What may change at any time are the three controls below (`statistics`,
+/// `runningStatisticsUpdates`, `areAffineParametersTrainable`) and `mode`.
+///
 /// Parameter and buffer names follow PyTorch: `weight` (γ), `bias` (β),
 /// `running_mean`, `running_var`, `num_batches_tracked`.
 public class BatchNorm: Module {
     /// The axis that holds the features: 1 for channels-first (PyTorch), -1 for channels-last (Keras).
     public let featureAxis: Int
+    /// Features on `featureAxis`; fixed by the initializer or by the first input.
     public private(set) var featureCount: Int?
+    /// Added to the variance before the square root; > 0.
     public let epsilon: Float
     public let runningAverage: RunningAverage
     public let isAffine: Bool
     public let tracksRunningStatistics: Bool
     /// Whether the running variance stores the unbiased estimate (PyTorch) or the biased one (Keras, ONNX).
     public let storesUnbiasedVariance: Bool
-    /// Ranks of input this layer accepts (nil: any rank ≥ 2).
-    let acceptedRanks: Set<Int>?
+    /// Batch Renormalization's schedule, or nil for plain batch norm. Needs tracked running statistics.
+    public let renormalization: BatchRenormalization?
+    /// Samples per ghost batch (the last may be smaller), or nil for statistics over the whole batch.
+    ///
+    /// Each consecutive run of `ghostBatchSize` samples along axis 0 is
+    /// normalized with its own statistics (Hoffer et al. 2017,
+    /// https://arxiv.org/abs/1705.08741). The running estimates move once per
+    /// forward, as in tf.keras 2's `virtual_batch_size`: toward the mean of the
+    /// whole batch (the sample-weighted mean of the ghost means) and the pooled
+    /// within-ghost-batch variance Σmₖσₖ²/Σmₖ, or Σmₖσₖ²/Σ(mₖ − 1) when the
+    /// running variance is unbiased — the variance that actually normalized,
+    /// so inference matches training's scale. With equal ghost batches these
+    /// are tf.keras' averages of the per-ghost statistics. A ghost batch with
+    /// one value per feature throws `BatchNormError.singleValuePerChannel`.
+    public let ghostBatchSize: Int?
+    /// Ranks of input this layer accepts, and how to say so (nil: any rank ≥ 2).
+    let acceptedRanks: (ranks: Set<Int>, description: String)?
 
     /// γ, `weight` in PyTorch, `gamma` in Keras. Initially 1.
     public private(set) var weight: Parameter?
@@ -93,44 +130,67 @@ public class BatchNorm: Module {
     /// Training batches whose statistics were not finite and were left out of the running estimates.
     public private(set) var nonFiniteBatchCount: Int = 0
     /// The statistics of the last forward that used batch statistics (for inspection and tests).
+    /// With ghost batches: the whole batch's mean and the pooled biased within-ghost-batch
+    /// variance (what the running estimates follow); `lastGhostBatchStatistics` has each one's.
     public private(set) var lastBatchStatistics: BatchNormStatistics?
+    /// The statistics of each ghost batch in the last forward that used batch statistics
+    /// (one entry without ghost batches).
+    public private(set) var lastGhostBatchStatistics: [BatchNormStatistics] = []
+    /// Batch Renormalization's r and d per ghost batch in the last forward that used them.
+    public private(set) var lastRenormalizationCorrections: [RenormalizationCorrection] = []
 
     /// - Parameters:
     ///   - featureCount: features on `featureAxis`; nil to take it from the first input.
+    ///   - featureAxis: 1 for channels-first (N, C, …), −1 for channels-last (N, …, C).
     ///   - epsilon: added to the variance before the square root; must be > 0.
     ///   - runningAverage: how running estimates follow the batches (PyTorch's momentum 0.1 by default).
     ///   - affine: whether γ and β exist and train.
     ///   - tracksRunningStatistics: when false, batch statistics are used in both modes.
     ///   - unbiasedRunningVariance: store σ²·m/(m − 1) (true, PyTorch) or σ² (false, Keras).
+    ///   - renormalization: Batch Renormalization's schedule (needs tracked running statistics).
+    ///   - ghostBatchSize: samples per ghost batch (features must not be on axis 0).
     public convenience init(featureCount: Int? = nil, featureAxis: Int = 1, epsilon: Float = 1e-5,
-                runningAverage: RunningAverage = .newBatchWeight(0.1), affine: Bool = true,
-                tracksRunningStatistics: Bool = true, unbiasedRunningVariance: Bool = true) {
+                            runningAverage: RunningAverage = .newBatchWeight(0.1), affine: Bool = true,
+                            tracksRunningStatistics: Bool = true, unbiasedRunningVariance: Bool = true,
+                            renormalization: BatchRenormalization? = nil, ghostBatchSize: Int? = nil) {
         self.init(featureCount: featureCount, featureAxis: featureAxis, epsilon: epsilon, runningAverage: runningAverage,
                   affine: affine, tracksRunningStatistics: tracksRunningStatistics,
-                  unbiasedRunningVariance: unbiasedRunningVariance, acceptedRanks: nil)
+                  unbiasedRunningVariance: unbiasedRunningVariance, renormalization: renormalization,
+                  ghostBatchSize: ghostBatchSize, acceptedRanks: nil)
     }
 
     init(featureCount: Int?, featureAxis: Int, epsilon: Float, runningAverage: RunningAverage, affine: Bool,
-         tracksRunningStatistics: Bool, unbiasedRunningVariance: Bool, acceptedRanks: Set<Int>?) {
-        precondition(epsilon > 0, "BatchNorm: epsilon must be > 0, got \(epsilon)")
-        switch runningAverage {
-        case .newBatchWeight(let w): precondition(w >= 0 && w <= 1, "BatchNorm: newBatchWeight must be in [0, 1], got \(w)")
-        case .oldValueWeight(let m): precondition(m >= 0 && m <= 1, "BatchNorm: oldValueWeight must be in [0, 1], got \(m)")
-        case .cumulativeAverage: break
-        }
+         tracksRunningStatistics: Bool, unbiasedRunningVariance: Bool, renormalization: BatchRenormalization?,
+         ghostBatchSize: Int?, acceptedRanks: (ranks: Set<Int>, description: String)?) {
         self.featureAxis = featureAxis
         self.epsilon = epsilon
         self.runningAverage = runningAverage
         self.isAffine = affine
         self.tracksRunningStatistics = tracksRunningStatistics
         self.storesUnbiasedVariance = unbiasedRunningVariance
+        self.renormalization = renormalization
+        self.ghostBatchSize = ghostBatchSize
         self.acceptedRanks = acceptedRanks
         super.init()
+        // Checked once every setting is stored, so that the message can name the layer.
+        let name = "\(type(of: self))(\(featureCount.map(String.init) ?? "featureCount: nil"))"
+        precondition(epsilon > 0, "\(name): epsilon must be > 0, got \(epsilon) (PyTorch's default is 1e-5, Keras' 1e-3)")
+        switch runningAverage {
+        case .newBatchWeight(let w): precondition(w >= 0 && w <= 1, "\(name): newBatchWeight must be in [0, 1], got \(w)")
+        case .oldValueWeight(let m): precondition(m >= 0 && m <= 1, "\(name): oldValueWeight must be in [0, 1], got \(m)")
+        case .cumulativeAverage: break
+        }
+        precondition(renormalization == nil || tracksRunningStatistics,
+                     "\(name): Batch Renormalization corrects toward the running statistics, so it needs tracksRunningStatistics: true")
+        if let ghostBatchSize {
+            precondition(ghostBatchSize > 0, "\(name): ghostBatchSize must be positive, got \(ghostBatchSize)")
+            precondition(featureAxis != 0, "\(name): ghost batches split axis 0, so the features cannot be on axis 0")
+        }
         if let featureCount { materialize(featureCount: featureCount) }
     }
 
     private func materialize(featureCount: Int) {
-        precondition(featureCount > 0, "BatchNorm: featureCount must be positive, got \(featureCount)")
+        precondition(featureCount > 0, "\(description): featureCount must be positive, got \(featureCount)")
         self.featureCount = featureCount
         if isAffine {
             weight = Parameter(.ones([featureCount]), isTrainable: affineTrainableOverride ?? true)
@@ -144,15 +204,18 @@ public class BatchNorm: Module {
 
     private func checkShape(_ shape: [Int]) {
         if let acceptedRanks {
-            precondition(acceptedRanks.contains(shape.count),
-                         "\(description) expects input of rank \(acceptedRanks.sorted().map(String.init).joined(separator: " or ")), got shape \(shape)")
+            precondition(acceptedRanks.ranks.contains(shape.count),
+                         "\(description) expects input of \(acceptedRanks.description), got rank \(shape.count) (shape \(shape))")
         }
-        precondition(shape.count >= 2, "\(description) expects input (batch, features, …), got shape \(shape)")
+        precondition(shape.count >= 2, "\(description) expects input (batch, features, …) of rank ≥ 2, got shape \(shape)")
         let axis = featureAxis < 0 ? featureAxis + shape.count : featureAxis
         precondition(axis >= 0 && axis < shape.count, "\(description): feature axis \(featureAxis) is outside shape \(shape)")
+        precondition(ghostBatchSize == nil || axis != 0,
+                     "\(description): ghost batches split axis 0, but feature axis \(featureAxis) is axis 0 of shape \(shape)")
         if let featureCount {
             precondition(shape[axis] == featureCount,
-                         "\(description) expects \(featureCount) features on axis \(featureAxis), got shape \(shape)")
+                         "\(description) expects \(featureCount) features on axis \(featureAxis), "
+                            + "got \(shape[axis]) (input shape \(shape))")
         }
     }
 
@@ -174,6 +237,23 @@ public class BatchNorm: Module {
     // | `statistics` | batch in training, running in inference | `.batch` or `.running` always |
     // | `runningStatisticsUpdates` | update in training (when batch statistics are used) | `.never` |
     // | `areAffineParametersTrainable` | true | false: γ and β get no gradient and optimizers skip them |
+    //
+    // What each combination does (γ/β training is independent of the rest):
+    //
+    // | statistics | mode | normalizes with | running estimates updated (updates = .followMode) | dx |
+    // |---|---|---|---|---|
+    // | .followMode | training | batch | yes | through μ_B, σ_B |
+    // | .followMode | inference | running | no | dy·γ·invstd |
+    // | .batch | training | batch | yes | through μ_B, σ_B |
+    // | .batch | inference | batch | no (updates happen only in training) | through μ_B, σ_B |
+    // | .running | training | running | no (no batch statistics) | dy·γ·invstd |
+    // | .running | inference | running | no | dy·γ·invstd |
+    //
+    // With `runningStatisticsUpdates = .never` the running estimates never
+    // change (and `numBatchesTracked`, Batch Renormalization's step, stays).
+    // Without tracked running statistics the layer always normalizes with the
+    // batch and `.running` is refused. Renormalization and ghost batches act
+    // on every forward that normalizes with batch statistics.
     //
     // `freeze()` sets all three for fine-tuning (running statistics, no updates,
     // γ/β fixed). Because they are separate from `mode`, a frozen layer stays
@@ -246,23 +326,69 @@ public class BatchNorm: Module {
 
     public override func forward(_ input: Tensor) throws -> Tensor {
         _ = build(inputShape: input.shape)
-        let layout = FeatureLayout(shape: input.shape, featureAxis: featureAxis)
-        if usesBatchStatistics {
-            guard layout.outer * layout.inner > 1 else {
-                throw BatchNormError.singleValuePerChannel(layer: description, shape: input.shape)
-            }
-            let (output, statistics) = batchNorm(input, featureAxis: featureAxis, gamma: weight?.tensor,
-                                                 beta: bias?.tensor, epsilon: epsilon)
-            lastBatchStatistics = statistics
-            if updatesRunningStatistics { updateRunningStatistics(with: statistics) }
-            return output
+        guard usesBatchStatistics else {
+            let given = (mean: runningMean!.scalars, variance: runningVariance!.scalars)
+            return batchNorm(input, featureAxis: featureAxis, gamma: weight?.tensor, beta: bias?.tensor,
+                             epsilon: epsilon, using: given).output
         }
-        let given = (mean: runningMean!.scalars, variance: runningVariance!.scalars)
-        return batchNorm(input, featureAxis: featureAxis, gamma: weight?.tensor, beta: bias?.tensor,
-                         epsilon: epsilon, using: given).output
+        try checkValuesPerFeature(input.shape)
+        let reference = renormalization.map { renormalization in
+            let limits = renormalization.limits(atStep: numBatchesTracked)
+            return BatchRenormalizationReference(runningMean: runningMean!.scalars,
+                                                 runningVariance: runningVariance!.scalars,
+                                                 rMax: limits.rMax, dMax: limits.dMax)
+        }
+        let result = batchNorm(input, featureAxis: featureAxis, gamma: weight?.tensor, beta: bias?.tensor,
+                               epsilon: epsilon, ghostBatchSize: ghostBatchSize, renormalizingToward: reference)
+        let statistics = pooled(result.statistics)
+        lastBatchStatistics = statistics
+        lastGhostBatchStatistics = result.statistics
+        lastRenormalizationCorrections = result.corrections
+        if updatesRunningStatistics { updateRunningStatistics(with: statistics, groupCount: result.statistics.count) }
+        return result.output
     }
 
-    private func updateRunningStatistics(with statistics: BatchNormStatistics) {
+    /// Throws unless every (ghost) batch has more than one value per feature.
+    private func checkValuesPerFeature(_ shape: [Int]) throws {
+        let layout = FeatureLayout(shape: shape, featureAxis: featureAxis)
+        guard let ghostBatchSize, shape[0] > ghostBatchSize else {
+            guard layout.outer * layout.inner > 1 else {
+                throw BatchNormError.singleValuePerChannel(layer: description, shape: shape)
+            }
+            return
+        }
+        let samples = shape[0], ghostCount = (samples + ghostBatchSize - 1) / ghostBatchSize
+        let valuesPerSample = layout.outer / samples * layout.inner
+        // Only the last ghost batch can be smaller than the others.
+        let lastSize = samples - (ghostCount - 1) * ghostBatchSize
+        guard lastSize * valuesPerSample > 1 else {
+            throw BatchNormError.singleValuePerChannel(
+                layer: "\(description), ghost batch \(ghostCount) of \(ghostCount) (samples \(samples - lastSize)..<\(samples))",
+                shape: [lastSize] + shape.dropFirst())
+        }
+    }
+
+    /// The whole batch's statistics from its ghost batches': the sample-weighted
+    /// mean of the means (the batch mean) and of the biased variances (the pooled
+    /// within-ghost-batch variance). One group is returned as it is.
+    private func pooled(_ groups: [BatchNormStatistics]) -> BatchNormStatistics {
+        guard groups.count > 1 else { return groups[0] }
+        let channels = groups[0].mean.count
+        let total = Double(groups.reduce(0) { $0 + $1.count })
+        var mean = [Float](repeating: 0, count: channels), variance = [Float](repeating: 0, count: channels)
+        for c in 0..<channels {
+            mean[c] = Float(groups.reduce(0.0) { $0 + Double($1.count) * Double($1.mean[c]) } / total)
+            variance[c] = Float(groups.reduce(0.0) { $0 + Double($1.count) * Double($1.variance[c]) } / total)
+        }
+        return BatchNormStatistics(mean: mean, variance: variance,
+                                   inverseStandardDeviation: variance.map { Float(1 / (Double($0) + Double(epsilon)).squareRoot()) },
+                                   count: Int(total))
+    }
+
+    /// Folds a batch's statistics into the running estimates. `groupCount` ghost
+    /// batches of M = `statistics.count` values in all make the unbiased pooled
+    /// variance Σmₖσₖ²/(M − groupCount) = σ²·M/(M − groupCount); one group is m/(m − 1).
+    private func updateRunningStatistics(with statistics: BatchNormStatistics, groupCount: Int) {
         guard statistics.isFinite else {
             nonFiniteBatchCount += 1
             BatchNorm.warnOnce("warning: \(description) saw a batch with non-finite statistics (NaN or ∞ in the input); "
@@ -271,8 +397,8 @@ public class BatchNorm: Module {
         }
         numBatchesTracked += 1
         let factor = runningAverage.newBatchFactor(batchesTracked: numBatchesTracked)
-        let m = Double(statistics.count)
-        let correction = storesUnbiasedVariance && m > 1 ? m / (m - 1) : 1
+        let m = Double(statistics.count), k = Double(groupCount)
+        let correction = storesUnbiasedVariance && m > k ? m / (m - k) : 1
         runningMean!.withUnsafeMutableBufferPointer { mean in
             runningVariance!.withUnsafeMutableBufferPointer { variance in
                 for c in mean.indices {
@@ -286,7 +412,9 @@ public class BatchNorm: Module {
     public override var description: String {
         let name = String(describing: type(of: self))
         return "\(name)(\(featureCount.map(String.init) ?? "?"), epsilon: \(epsilon), \(runningAverage)"
-            + "\(featureAxis == 1 ? "" : ", featureAxis: \(featureAxis)"))"
+            + (featureAxis == 1 ? "" : ", featureAxis: \(featureAxis)")
+            + (ghostBatchSize.map { ", ghostBatchSize: \($0)" } ?? "")
+            + (renormalization.map { ", \($0)" } ?? "") + ")"
     }
 
     private static let warned = Atomic<Bool>(false)
@@ -297,20 +425,54 @@ public class BatchNorm: Module {
 
 /// Batch norm over (N, C) or (N, C, L), PyTorch's `nn.BatchNorm1d` (ε 1e-5, momentum 0.1).
 public final class BatchNorm1d: BatchNorm {
+    /// See `BatchNorm.init(featureCount:featureAxis:epsilon:runningAverage:affine:tracksRunningStatistics:unbiasedRunningVariance:renormalization:ghostBatchSize:)`.
     public init(_ featureCount: Int, epsilon: Float = 1e-5, runningAverage: RunningAverage = .newBatchWeight(0.1),
-                affine: Bool = true, tracksRunningStatistics: Bool = true) {
+                affine: Bool = true, tracksRunningStatistics: Bool = true, unbiasedRunningVariance: Bool = true,
+                renormalization: BatchRenormalization? = nil, ghostBatchSize: Int? = nil) {
         super.init(featureCount: featureCount, featureAxis: 1, epsilon: epsilon, runningAverage: runningAverage,
-                   affine: affine, tracksRunningStatistics: tracksRunningStatistics, unbiasedRunningVariance: true,
-                   acceptedRanks: [2, 3])
+                   affine: affine, tracksRunningStatistics: tracksRunningStatistics,
+                   unbiasedRunningVariance: unbiasedRunningVariance, renormalization: renormalization,
+                   ghostBatchSize: ghostBatchSize, acceptedRanks: ([2, 3], "rank 2 (N, C) or 3 (N, C, L)"))
+    }
+}
+
+/// Batch norm over (N, C, H, W), PyTorch's `nn.BatchNorm2d` (ε 1e-5, momentum 0.1).
+/// For channels-last (N, H, W, C) use `BatchNorm(featureCount:featureAxis: -1)`.
+public final class BatchNorm2d: BatchNorm {
+    /// See `BatchNorm.init(featureCount:featureAxis:epsilon:runningAverage:affine:tracksRunningStatistics:unbiasedRunningVariance:renormalization:ghostBatchSize:)`.
+    public init(_ featureCount: Int, epsilon: Float = 1e-5, runningAverage: RunningAverage = .newBatchWeight(0.1),
+                affine: Bool = true, tracksRunningStatistics: Bool = true, unbiasedRunningVariance: Bool = true,
+                renormalization: BatchRenormalization? = nil, ghostBatchSize: Int? = nil) {
+        super.init(featureCount: featureCount, featureAxis: 1, epsilon: epsilon, runningAverage: runningAverage,
+                   affine: affine, tracksRunningStatistics: tracksRunningStatistics,
+                   unbiasedRunningVariance: unbiasedRunningVariance, renormalization: renormalization,
+                   ghostBatchSize: ghostBatchSize, acceptedRanks: ([4], "rank 4 (N, C, H, W)"))
+    }
+}
+
+/// Batch norm over (N, C, D, H, W), PyTorch's `nn.BatchNorm3d` (ε 1e-5, momentum 0.1).
+/// For channels-last (N, D, H, W, C) use `BatchNorm(featureCount:featureAxis: -1)`.
+public final class BatchNorm3d: BatchNorm {
+    /// See `BatchNorm.init(featureCount:featureAxis:epsilon:runningAverage:affine:tracksRunningStatistics:unbiasedRunningVariance:renormalization:ghostBatchSize:)`.
+    public init(_ featureCount: Int, epsilon: Float = 1e-5, runningAverage: RunningAverage = .newBatchWeight(0.1),
+                affine: Bool = true, tracksRunningStatistics: Bool = true, unbiasedRunningVariance: Bool = true,
+                renormalization: BatchRenormalization? = nil, ghostBatchSize: Int? = nil) {
+        super.init(featureCount: featureCount, featureAxis: 1, epsilon: epsilon, runningAverage: runningAverage,
+                   affine: affine, tracksRunningStatistics: tracksRunningStatistics,
+                   unbiasedRunningVariance: unbiasedRunningVariance, renormalization: renormalization,
+                   ghostBatchSize: ghostBatchSize, acceptedRanks: ([5], "rank 5 (N, C, D, H, W)"))
     }
 }
 
 /// Keras' `layers.BatchNormalization`: features on the last axis, ε 1e-3,
 /// momentum 0.99 weighting the old value, biased moving variance; the feature
-/// count comes from the first input.
+/// count comes from the first input. `virtualBatchSize` is tf.keras 2's ghost
+/// batch size and `renormalization` its `renorm` (see `BatchNorm`).
 public func BatchNormalization(axis: Int = -1, momentum: Float = 0.99, epsilon: Float = 1e-3,
-                               center: Bool = true, scale: Bool = true) -> BatchNorm {
+                               center: Bool = true, scale: Bool = true, virtualBatchSize: Int? = nil,
+                               renormalization: BatchRenormalization? = nil) -> BatchNorm {
     precondition(center == scale, "BatchNormalization: NormKit supports center and scale together (both on or both off)")
     return BatchNorm(featureCount: nil, featureAxis: axis, epsilon: epsilon, runningAverage: .oldValueWeight(momentum),
-                     affine: center, tracksRunningStatistics: true, unbiasedRunningVariance: false)
+                     affine: center, tracksRunningStatistics: true, unbiasedRunningVariance: false,
+                     renormalization: renormalization, ghostBatchSize: virtualBatchSize)
 }

@@ -34,6 +34,23 @@ public final class Linear: Module {
         super.init()
     }
 
+    /// A layer with the given weight (outFeatures, inFeatures) and bias (outFeatures) or none.
+    public init(weight: Tensor, bias: Tensor?) {
+        precondition(weight.rank == 2 && weight.shape.allSatisfy { $0 > 0 },
+                     "Linear(weight:bias:): weight must be (outFeatures, inFeatures), got shape \(weight.shape)")
+        if let bias {
+            precondition(bias.shape == [weight.shape[0]],
+                         "Linear(weight:bias:): bias must be (\(weight.shape[0])), got shape \(bias.shape) for weight \(weight.shape)")
+        }
+        self.outFeatures = weight.shape[0]
+        self.inFeatures = weight.shape[1]
+        self.hasBias = bias != nil
+        self.generator = SeededGenerator(seed: 0)   // never drawn from: the parameters exist
+        self.weight = Parameter(weight)
+        self.bias = bias.map { Parameter($0) }
+        super.init()
+    }
+
     private func materialize(inFeatures: Int) {
         self.inFeatures = inFeatures
         let bound = 1 / Float(inFeatures).squareRoot()
@@ -60,6 +77,25 @@ public final class Linear: Module {
 
     public override var description: String {
         "Linear(\(inFeatures.map(String.init) ?? "?") → \(outFeatures)\(hasBias ? "" : ", no bias"))"
+    }
+}
+
+extension Linear: BatchNormFoldable {
+    public var foldableOutputRank: Int { 2 }
+    public var foldableOutputFeatureAxis: Int { 1 }
+    public var foldableOutputFeatureCount: Int? { inFeatures == nil ? nil : outFeatures }
+
+    /// A new Linear with W' = diag(s)·W and b' = b·s + t (computed in Double,
+    /// rounded once); it always has a bias, since t is not 0 in general.
+    public func folding(_ map: PerFeatureAffineMap) -> Module {
+        let w = weight!.value
+        precondition(map.scale.count == outFeatures,
+                     "\(description): cannot fold a map of \(map.scale.count) features into \(outFeatures) outputs")
+        let columns = w.shape[1]
+        let oldWeight = w.scalars, oldBias = bias?.value.scalars
+        let newWeight = (0..<oldWeight.count).map { Float(Double(oldWeight[$0]) * map.scale[$0 / columns]) }
+        let newBias = (0..<outFeatures).map { Float(Double(oldBias?[$0] ?? 0) * map.scale[$0] + map.shift[$0]) }
+        return Linear(weight: Tensor(newWeight, shape: w.shape), bias: Tensor(newBias))
     }
 }
 
