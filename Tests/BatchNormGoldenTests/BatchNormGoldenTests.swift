@@ -2,10 +2,13 @@
 // implementation (Fixtures/make_batchnorm_golden.py, written from the paper and
 // ../shared/BATCHNORM.md, not from NormKit's code).
 //
-// Each case runs three training steps on different batches (outputs, batch
-// statistics, running mean/variance and numBatchesTracked after each), the
+// Each case runs three (one case six) training steps on different batches
+// (outputs, batch statistics, running mean/variance and numBatchesTracked
+// after each; Batch Renormalization's limits, r and d where it is on), the
 // gradients of Σ dy·y at the last training step, then one inference-mode
-// forward and backward on a fourth batch. The inputs in the fixture are
+// forward and backward on one more batch. Ghost-batch cases report the whole
+// batch's mean and the pooled within-ghost-batch variance as the batch
+// statistics (what the running estimates follow). The inputs in the fixture are
 // float32 values, so NormKit sees exactly the numbers the reference used.
 // Regenerate the fixture with `python3 make_batchnorm_golden.py` in Fixtures/.
 //
@@ -43,7 +46,7 @@
 // up to t/2 ulps of itself — 1.5 ulp after the three steps here, 1.5·9.8e-4 at
 // 1e4, half a standard deviation at mean 100, σ 1e-3 — which no float32
 // implementation can avoid. That float32 resolution, u = ulp(running mean),
-// adds an absolute term with K = 2 (≥ 1.5) where the running mean enters:
+// adds an absolute term with K = max(2, t/2) where the running mean enters:
 //     inference y:  K·u·|γ|·s       (s = 1/√(running variance + ε))
 //     inference dγ: K·u·s·Σ|dy|     (dγ = Σ dy·(x − μ)·s)
 // per channel (dx = dy·γ·s and dβ = Σdy do not involve μ). On the ordinary
@@ -77,6 +80,21 @@ struct GoldenCase: Decodable, Sendable {
         let runningMean: [Double]?
         let runningVariance: [Double]?
         let numBatchesTracked: Int?
+        /// Batch Renormalization's limits at this step and r, d per ghost batch and feature (flat).
+        let rMax: Double?
+        let dMax: Double?
+        let r: [Double]?
+        let d: [Double]?
+    }
+
+    /// Batch Renormalization's schedule: `constant` (rMax, dMax) or `linearWarmUp`.
+    struct RenormalizationSpec: Decodable, Sendable {
+        let kind: String
+        let rMax: Double
+        let dMax: Double
+        let plainSteps: Int?
+        let rMaxReachedAt: Int?
+        let dMaxReachedAt: Int?
     }
 
     struct Gradients: Decodable, Sendable {
@@ -108,6 +126,8 @@ struct GoldenCase: Decodable, Sendable {
     let affine: Bool
     let tracksRunningStatistics: Bool
     let unbiasedRunningVariance: Bool
+    let ghostBatchSize: Int?
+    let renormalization: RenormalizationSpec?
     let gamma: [Double]?
     let beta: [Double]?
     let training: [TrainingStep]
@@ -125,6 +145,9 @@ enum Golden {
         "nchw_no_tracking", "nc_axis_last_no_tracking",
         "ncl_constant_channel",
         "large_mean_1e4_std_1", "large_mean_1e4_std_1_channels_last", "large_mean_100_std_1e-3",
+        "nchw_biased_variance", "nc_cumulative_six_batches",
+        "ncl_renorm_warm_up", "nc_renorm_unclipped", "nhwc_renorm_keras", "ncdhw_renorm_no_affine",
+        "nc_ghost", "nchw_ghost", "nhwc_ghost_keras", "nc_ghost_no_tracking", "ncl_ghost_renorm_cumulative",
     ]
 
     static let loaded: Result<GoldenFixture, any Error> = Result {
@@ -146,6 +169,21 @@ enum Golden {
     }
 }
 
+extension GoldenCase.RenormalizationSpec {
+    func renormalization() throws -> BatchRenormalization {
+        switch kind {
+        case "constant": return .constant(rMax: Float(rMax), dMax: Float(dMax))
+        case "linearWarmUp":
+            return .linearWarmUp(
+                rMax: Float(rMax), dMax: Float(dMax), plainSteps: try #require(plainSteps, "linearWarmUp needs plain_steps"),
+                rMaxReachedAt: try #require(rMaxReachedAt, "linearWarmUp needs r_max_reached_at"),
+                dMaxReachedAt: try #require(dMaxReachedAt, "linearWarmUp needs d_max_reached_at"))
+        default:
+            throw CocoaError(.coderInvalidValue, userInfo: [NSLocalizedDescriptionKey: "unknown renormalization \(kind)"])
+        }
+    }
+}
+
 extension GoldenCase.RunningAverageSpec {
     func runningAverage() throws -> RunningAverage {
         switch kind {
@@ -164,8 +202,9 @@ extension GoldenCase.RunningAverageSpec {
 /// case, the quantity and the index (flat, per axis and feature) in every failure.
 struct GoldenChecker {
     static let relativeTolerance = 1e-5
-    /// Ulps of the Float running mean allowed in inference (three updates, ≤ ½ ulp each: 1.5).
-    static let runningMeanUlps = 2.0
+    /// Ulps of the Float running mean allowed in inference: ≤ ½ ulp per update
+    /// (1.5 after three), so K = max(2, t/2) after t training steps.
+    var runningMeanUlps: Double { max(2, Double(goldenCase.training.count) / 2) }
 
     let goldenCase: GoldenCase
     let channels: Int
@@ -244,7 +283,7 @@ struct GoldenChecker {
     /// K·u·|γ|·s per element of y.
     func outputResolution(runningMean: [Double], inverseStd: [Double]) -> (Int) -> Double {
         let u = runningMeanUlp(runningMean)
-        let terms = (0..<channels).map { c in Self.runningMeanUlps * u[c] * gammaMagnitude(c) * inverseStd[c] }
+        let terms = (0..<channels).map { c in runningMeanUlps * u[c] * gammaMagnitude(c) * inverseStd[c] }
         return { terms[channel(of: $0)] }
     }
 
@@ -253,7 +292,7 @@ struct GoldenChecker {
         let u = runningMeanUlp(runningMean)
         var sumAbsDy = [Double](repeating: 0, count: channels)
         for i in dy.indices { sumAbsDy[channel(of: i)] += abs(dy[i]) }
-        let terms = (0..<channels).map { c in Self.runningMeanUlps * u[c] * inverseStd[c] * sumAbsDy[c] }
+        let terms = (0..<channels).map { c in runningMeanUlps * u[c] * inverseStd[c] * sumAbsDy[c] }
         return { terms[$0] }
     }
 }
@@ -264,14 +303,16 @@ private func floats(_ values: [Double]) -> [Float] { values.map { Float($0) } }
 
 @Suite("BatchNorm against golden values from an independent NumPy float64 implementation")
 struct BatchNormGoldenTests {
-    @Test("the fixture loads and holds every case, each with three training steps")
+    @Test("the fixture loads and holds every case, each with at least three training steps")
     func fixtureHoldsEveryCase() throws {
         let fixture = try Golden.fixture()
         let names = fixture.cases.map(\.name)
         #expect(Set(names) == Golden.expectedCaseNames, "cases in batchnorm_golden.json: \(names)")
         #expect(names.count == Set(names).count, "duplicate case names: \(names)")
         for goldenCase in fixture.cases {
-            #expect(goldenCase.training.count == 3, "\(goldenCase.name): \(goldenCase.training.count) training steps")
+            #expect(goldenCase.training.count >= 3, "\(goldenCase.name): \(goldenCase.training.count) training steps")
+            #expect(goldenCase.renormalization == nil || goldenCase.tracksRunningStatistics,
+                    "\(goldenCase.name): renormalization without running statistics")
             #expect((goldenCase.gamma != nil) == goldenCase.affine, "\(goldenCase.name): γ present iff affine")
         }
     }
@@ -285,7 +326,8 @@ struct BatchNormGoldenTests {
             featureCount: check.channels, featureAxis: golden.featureAxis, epsilon: Float(golden.epsilon),
             runningAverage: try golden.runningAverage.runningAverage(), affine: golden.affine,
             tracksRunningStatistics: golden.tracksRunningStatistics,
-            unbiasedRunningVariance: golden.unbiasedRunningVariance)
+            unbiasedRunningVariance: golden.unbiasedRunningVariance,
+            renormalization: try golden.renormalization?.renormalization(), ghostBatchSize: golden.ghostBatchSize)
         if golden.affine {
             let gamma = try #require(golden.gamma, "\(caseName): affine case without gamma")
             let beta = try #require(golden.beta, "\(caseName): affine case without beta")
@@ -295,7 +337,7 @@ struct BatchNormGoldenTests {
             #expect(layer.weight == nil && layer.bias == nil, "\(caseName): affine off but the layer has γ/β")
         }
 
-        // Three training steps on different batches; gradients at the last one.
+        // Training steps on different batches; gradients at the last one.
         layer.setMode(.training)
         for (index, step) in golden.training.enumerated() {
             let label = "training step \(index + 1)"
@@ -312,6 +354,7 @@ struct BatchNormGoldenTests {
             check.expectStatistic(statistics.mean, step.batchMean, "\(label) batch mean")
             check.expectStatistic(statistics.variance, step.batchVariance, "\(label) batch variance (biased)")
             check.expectStatistic(statistics.inverseStandardDeviation, step.inverseStd, "\(label) 1/√(σ² + ε)")
+            try expectRenormalization(layer, check, step: step, index: index, label: label)
             expectRunningState(layer, check, mean: step.runningMean, variance: step.runningVariance,
                                tracked: step.numBatchesTracked, label: "after \(label)")
 
@@ -349,6 +392,28 @@ struct BatchNormGoldenTests {
                 ? check.gammaGradientResolution(runningMean: inference.mean, inverseStd: inference.inverseStd,
                                                 dy: inference.dy)
                 : { _ in 0 })
+    }
+
+    /// Batch Renormalization's limits for the step and its r and d per ghost batch;
+    /// without renormalization, none are reported.
+    private func expectRenormalization(_ layer: BatchNorm, _ check: GoldenChecker, step: GoldenCase.TrainingStep,
+                                       index: Int, label: String) throws {
+        let name = check.goldenCase.name
+        guard let renormalization = layer.renormalization else {
+            #expect(step.r == nil && step.d == nil, "\(name): \(label) reference has r, d without renormalization")
+            #expect(layer.lastRenormalizationCorrections.isEmpty, "\(name): \(label) r, d without renormalization")
+            return
+        }
+        // The step the schedule sees is numBatchesTracked before the batch: `index` here.
+        let limits = renormalization.limits(atStep: index)
+        let rMax = try #require(step.rMax, "\(name): \(label) reference lacks r_max")
+        let dMax = try #require(step.dMax, "\(name): \(label) reference lacks d_max")
+        check.expectStatistic([limits.rMax, limits.dMax], [rMax, dMax], "\(label) (rMax, dMax) of the schedule")
+        let corrections = layer.lastRenormalizationCorrections
+        check.expectClose(corrections.flatMap(\.r), try #require(step.r, "\(name): \(label) reference lacks r"),
+                          "\(label) r per ghost batch", perFeature: true)
+        check.expectClose(corrections.flatMap(\.d), try #require(step.d, "\(name): \(label) reference lacks d"),
+                          "\(label) d per ghost batch", perFeature: true)
     }
 
     private func expectRunningState(_ layer: BatchNorm, _ check: GoldenChecker, mean: [Double]?, variance: [Double]?,

@@ -23,14 +23,20 @@ What each case holds (every array flat and row-major in the case's `shape`;
 per-feature arrays -- gamma, beta, statistics, dgamma, dbeta -- one value per feature):
 - configuration: shape, feature_axis, epsilon, running_average (newBatchWeight /
   oldValueWeight with its value, or cumulativeAverage), affine,
-  tracks_running_statistics, unbiased_running_variance;
+  tracks_running_statistics, unbiased_running_variance, ghost_batch_size (null
+  for the whole batch), renormalization (null, or Batch Renormalization's
+  schedule: constant r_max/d_max, or linearWarmUp with r_max, d_max,
+  plain_steps, r_max_reached_at, d_max_reached_at);
 - gamma, beta: random, not 1/0 (null when affine is off);
-- training: three steps on different batches, each with the input x, the output
-  y, the batch mean and biased variance, 1/sqrt(var + eps), and the running
-  mean, running variance and num_batches_tracked after the step (null without
-  tracking);
+- training: three (or more) steps on different batches, each with the input x,
+  the output y, the batch mean and biased variance, 1/sqrt(var + eps), and the
+  running mean, running variance and num_batches_tracked after the step (null
+  without tracking); with ghost batches the batch mean is the whole batch's and
+  the variance the pooled within-ghost-batch one, sum(m_k var_k)/sum(m_k);
+  with renormalization also the limits r_max, d_max of the step and r, d per
+  ghost batch and feature (shape (ghost batches, C));
 - last_step_gradients: dy and the gradients dx, dgamma, dbeta of sum(dy * y) at
-  the third step (the batch statistics depend on x);
+  the last step (the batch statistics depend on x; r and d are constants);
 - inference: a fourth batch x and its dy, the statistics used (the running
   estimates; the batch's own when the layer tracks none), y, dx, dgamma, dbeta.
 
@@ -127,6 +133,83 @@ def backward_constant_statistics(dy, xhat, invstd, gamma, axis):
     return dx, (dyc * xhc).sum(axis=0), dyc.sum(axis=0)
 
 
+def ghost_groups(n, ghost):
+    """Slices of axis 0: consecutive runs of `ghost` samples (the last may be shorter), or the whole batch."""
+    if ghost is None:
+        return [slice(0, n)]
+    return [slice(start, min(start + ghost, n)) for start in range(0, n, ghost)]
+
+
+def renorm_limits(spec, step):
+    """(r_max, d_max) for the step-th batch (0-based) of Batch Renormalization's schedule."""
+    if spec["kind"] == "constant":
+        return as_float32_option(spec["r_max"]), as_float32_option(spec["d_max"])
+    if spec["kind"] == "linearWarmUp":
+        plain = spec["plain_steps"]
+
+        def progress(reached_at):
+            return min(max((step - plain) / (reached_at - plain), 0.0), 1.0)
+
+        r_max, d_max = as_float32_option(spec["r_max"]), as_float32_option(spec["d_max"])
+        return 1.0 + (r_max - 1.0) * progress(spec["r_max_reached_at"]), d_max * progress(spec["d_max_reached_at"])
+    raise ValueError(spec["kind"])
+
+
+def renorm_correction(mean, var, running_mean, running_var, eps, r_max, d_max):
+    """Ioffe (2017): r = clip(σ_B/σ, 1/r_max, r_max), d = clip((μ_B − μ)/σ, −d_max, d_max), σ = √(v + ε)."""
+    batch_std = np.sqrt(var + eps)
+    running_std = np.sqrt(running_var + eps)
+    r = np.clip(batch_std / running_std, 1.0 / r_max, r_max)
+    d = np.clip((mean - running_mean) / running_std, -d_max, d_max)
+    return r, d
+
+
+def grouped_forward(x, axis, eps, gamma, beta, ghost, corrections=None):
+    """Batch statistics per ghost batch; y = γ·(x̂·r + d) + β per group (r = 1, d = 0 without corrections).
+
+    Returns y, the per-group (mean, biased variance, m) and per-group x̂ (before r and d).
+    """
+    y = np.empty_like(x)
+    xhat = np.empty_like(x)
+    stats = []
+    for k, rows in enumerate(ghost_groups(x.shape[0], ghost)):
+        part = x[rows]
+        mu, var, m = batch_statistics(part, axis)
+        _, xh, invstd = normalize(part, axis, mu, var, eps, None, None)
+        r, d = corrections[k] if corrections is not None else (np.ones_like(mu), np.zeros_like(mu))
+        z = xh * broadcast(r, x.ndim, axis) + broadcast(d, x.ndim, axis)
+        if gamma is not None:
+            z = z * broadcast(gamma, x.ndim, axis) + broadcast(beta, x.ndim, axis)
+        y[rows] = z
+        xhat[rows] = xh
+        stats.append((mu, var, m, invstd))
+    return y, stats, xhat
+
+
+def grouped_backward(dy, xhat, stats, gamma, axis, ghost, corrections=None):
+    """Gradients of Σ dy·y for `grouped_forward`, r and d constant:
+    per group dx = γ·r·invstd/m · (m·dy − Σdy − x̂·Σ(dy·x̂)); dγ = Σ_groups (r·Σdy·x̂ + d·Σdy); dβ = Σdy."""
+    dx = np.empty_like(dy)
+    channels = stats[0][0].shape[0]
+    dgamma, dbeta = np.zeros(channels), np.zeros(channels)
+    for k, rows in enumerate(ghost_groups(dy.shape[0], ghost)):
+        _, _, _, invstd = stats[k]
+        r, d = corrections[k] if corrections is not None else (np.ones(channels), np.zeros(channels))
+        scale = r if gamma is None else gamma * r
+        dx[rows], sum_dy_xhat, sum_dy = backward_batch_statistics(dy[rows], xhat[rows], invstd, scale, axis)
+        dgamma += r * sum_dy_xhat + d * sum_dy
+        dbeta += sum_dy
+    return dx, dgamma, dbeta
+
+
+def pooled_statistics(stats):
+    """The whole batch's mean and the pooled within-group biased variance Σ m_k σ²_k / Σ m_k, and M, K."""
+    total = sum(m for _, _, m, _ in stats)
+    mean = sum(m * mu for mu, _, m, _ in stats) / total
+    var = sum(m * v for _, v, m, _ in stats) / total
+    return mean, var, total, len(stats)
+
+
 def new_batch_factor(kind, value, batches_tracked):
     """The weight of the new batch in running ← (1 − f)·running + f·batch."""
     if kind == "newBatchWeight":
@@ -189,13 +272,14 @@ def make_batches(rng, shape, axis, count, mean, std, jitter, constant_channel=No
 
 
 def run_case(rng, name, description, shape, axis, options, affine=True, tracks=True, data="normal",
-             constant_channel=None):
+             constant_channel=None, ghost=None, renorm=None, steps=STEPS):
     ndim = len(shape)
     ax = axis % ndim
     channels = shape[ax]
     eps = as_float32_option(options["epsilon"])
     kind, value = options["running_average"]
     unbiased = options["unbiased"]
+    assert renorm is None or tracks, "Batch Renormalization corrects toward running statistics"
 
     if data == "normal":
         # Means of either sign away from 0 (so running averages never cancel), stds in [0.5, 2].
@@ -207,7 +291,7 @@ def run_case(rng, name, description, shape, axis, options, affine=True, tracks=T
         mean, std, jitter = 100 + rng.uniform(-1, 1, channels), np.full(channels, 1e-3), 5e-4
     else:
         raise ValueError(data)
-    batches = make_batches(rng, shape, ax, STEPS + 1, mean, std, jitter, constant_channel)
+    batches = make_batches(rng, shape, ax, steps + 1, mean, std, jitter, constant_channel)
 
     if affine:
         gamma = f32(rng.choice([-1.0, 1.0], channels) * rng.uniform(0.5, 1.5, channels))
@@ -218,33 +302,44 @@ def run_case(rng, name, description, shape, axis, options, affine=True, tracks=T
     dy_infer = f32(rng.standard_normal(shape))
 
     running_mean, running_var, tracked = np.zeros(channels), np.ones(channels), 0
-    steps = []
-    for step in range(STEPS):
+    records = []
+    for step in range(steps):
         x = batches[step]
-        mu, var, m = batch_statistics(x, ax)
-        y, xhat, invstd = normalize(x, ax, mu, var, eps, gamma, beta)
-        record = dict(x=x, y=y, batch_mean=mu, batch_variance=var, inverse_std=invstd)
+        corrections = None
+        record = {}
+        if renorm is not None:
+            # r and d from the running estimates before this batch's update; the step is
+            # the number of batches tracked so far.
+            r_max, d_max = renorm_limits(renorm, tracked)
+            _, stats, _ = grouped_forward(x, ax, eps, None, None, ghost)
+            corrections = [renorm_correction(mu, var, running_mean, running_var, eps, r_max, d_max)
+                           for mu, var, _, _ in stats]
+            record.update(r_max=r_max, d_max=d_max, r=np.array([c[0] for c in corrections]),
+                          d=np.array([c[1] for c in corrections]))
+        y, stats, xhat = grouped_forward(x, ax, eps, gamma, beta, ghost, corrections)
+        mu, var, m, k = pooled_statistics(stats)
+        record.update(x=x, y=y, batch_mean=mu, batch_variance=var, inverse_std=1.0 / np.sqrt(var + eps))
         if tracks:
             tracked += 1
             f = new_batch_factor(kind, value, tracked)
-            stored_var = var * m / (m - 1) if unbiased else var
+            # Unbiased: Σ m_k σ²_k / (M − K), which is σ²·m/(m − 1) for one group.
+            stored_var = var * m / (m - k) if unbiased else var
             running_mean = (1 - f) * running_mean + f * mu
             running_var = (1 - f) * running_var + f * stored_var
             record.update(running_mean=running_mean.copy(), running_variance=running_var.copy(),
                           num_batches_tracked=tracked)
         else:
             record.update(running_mean=None, running_variance=None, num_batches_tracked=None)
-        steps.append(record)
+        records.append((record, corrections, stats, xhat))
 
-    # Gradients of Σ dy·y at the last training step (batch statistics depend on x).
-    last = steps[-1]
-    x = last["x"]
-    _, xhat, invstd = normalize(x, ax, last["batch_mean"], last["batch_variance"], eps, gamma, beta)
-    dx, dgamma, dbeta = backward_batch_statistics(dy_train, xhat, invstd, gamma, ax)
+    # Gradients of Σ dy·y at the last training step (batch statistics depend on x;
+    # r and d are constants of the step).
+    _, last_corrections, last_stats, last_xhat = records[-1]
+    x = records[-1][0]["x"]
+    dx, dgamma, dbeta = grouped_backward(dy_train, last_xhat, last_stats, gamma, ax, ghost, last_corrections)
 
     def training_forward(xv, gv, bv):
-        mu, var, _ = batch_statistics(xv, ax)
-        return normalize(xv, ax, mu, var, eps, gv, bv)[0]
+        return grouped_forward(xv, ax, eps, gv, bv, ghost, last_corrections)[0]
 
     check = numerical_gradients(training_forward, x, gamma, beta, dy_train)
     scale = max(1.0, float(np.max(np.abs(dx))))
@@ -254,20 +349,20 @@ def run_case(rng, name, description, shape, axis, options, affine=True, tracks=T
         assert_close(f"{name} training dbeta", dbeta, check[2], max(1.0, float(np.max(np.abs(dbeta)))))
     gradients = dict(dy=dy_train, dx=dx, dgamma=dgamma if affine else None, dbeta=dbeta if affine else None)
 
-    # Inference on a 4th batch: running statistics as constants, or the batch's
-    # own statistics (differentiated through) when the layer tracks none.
-    x4 = batches[STEPS]
+    # Inference on a last batch: running statistics as constants, or the batch's
+    # own (per ghost batch, differentiated through) when the layer tracks none.
+    x4 = batches[steps]
     if tracks:
         mu, var = running_mean, running_var
-    else:
-        mu, var, _ = batch_statistics(x4, ax)
-    y4, xhat4, invstd4 = normalize(x4, ax, mu, var, eps, gamma, beta)
-    if tracks:
+        y4, xhat4, invstd4 = normalize(x4, ax, mu, var, eps, gamma, beta)
         dx4, dgamma4, dbeta4 = backward_constant_statistics(dy_infer, xhat4, invstd4, gamma, ax)
         inference_forward = lambda xv, gv, bv: normalize(xv, ax, mu, var, eps, gv, bv)[0]  # noqa: E731
     else:
-        dx4, dgamma4, dbeta4 = backward_batch_statistics(dy_infer, xhat4, invstd4, gamma, ax)
-        inference_forward = training_forward
+        y4, stats4, xhat4 = grouped_forward(x4, ax, eps, gamma, beta, ghost)
+        mu, var, _, _ = pooled_statistics(stats4)
+        invstd4 = 1.0 / np.sqrt(var + eps)
+        dx4, dgamma4, dbeta4 = grouped_backward(dy_infer, xhat4, stats4, gamma, ax, ghost)
+        inference_forward = lambda xv, gv, bv: grouped_forward(xv, ax, eps, gv, bv, ghost)[0]  # noqa: E731
     check = numerical_gradients(inference_forward, x4, gamma, beta, dy_infer)
     assert_close(f"{name} inference dx", dx4, check[0], max(1.0, float(np.max(np.abs(dx4)))))
     if affine:
@@ -286,9 +381,11 @@ def run_case(rng, name, description, shape, axis, options, affine=True, tracks=T
         affine=affine,
         tracks_running_statistics=tracks,
         unbiased_running_variance=unbiased,
+        ghost_batch_size=ghost,
+        renormalization=renorm,
         gamma=gamma,
         beta=beta,
-        training=steps,
+        training=[record for record, _, _, _ in records],
         last_step_gradients=gradients,
         inference=inference,
     )
@@ -331,6 +428,40 @@ def cases(rng):
     yield run_case(rng, "large_mean_100_std_1e-3", "(N, H, W, C) = (4, 2, 4, 3) axis -1, mean 100, std 1e-3, "
                    "epsilon 1e-8, cumulative average", (4, 2, 4, 3), -1,
                    dict(CUMULATIVE, epsilon=1e-8), data="mean100_std1e-3")
+
+
+    # The biased running variance with PyTorch's momentum (Keras' cases pair it with the old-value weight).
+    yield run_case(rng, "nchw_biased_variance", "(N, C, H, W) = (2, 3, 4, 5), newBatchWeight 0.1, biased running variance",
+                   (2, 3, 4, 5), 1, dict(PYTORCH, unbiased=False))
+    # momentum = None over more batches: the running estimates are the plain mean of all six.
+    yield run_case(rng, "nc_cumulative_six_batches", "(N, C) = (5, 3), cumulative average over six batches",
+                   (5, 3), 1, CUMULATIVE, steps=6)
+    # Batch Renormalization. Initial running estimates (0, 1) are far from the
+    # batches' (|μ| ∈ [0.5, 2], σ ∈ [0.5, 2]), so tight limits clip r and d.
+    yield run_case(rng, "ncl_renorm_warm_up", "(N, C, L) = (3, 4, 5), renormalization warming up from plain batch "
+                   "norm at step 0 to r_max 1.5 (step 2) and d_max 0.5 (step 4)", (3, 4, 5), 1, PYTORCH,
+                   renorm=dict(kind="linearWarmUp", r_max=1.5, d_max=0.5, plain_steps=0, r_max_reached_at=2,
+                               d_max_reached_at=4))
+    yield run_case(rng, "nc_renorm_unclipped", "(N, C) = (8, 4), renormalization with r_max 3, d_max 5: nothing "
+                   "clipped, so training normalizes with the running estimates", (8, 4), 1, PYTORCH,
+                   renorm=dict(kind="constant", r_max=3.0, d_max=5.0))
+    yield run_case(rng, "nhwc_renorm_keras", "channels-last (2, 3, 4, 5), Keras options, renormalization "
+                   "r_max 1.2, d_max 0.3", (2, 3, 4, 5), -1, KERAS, renorm=dict(kind="constant", r_max=1.2, d_max=0.3))
+    yield run_case(rng, "ncdhw_renorm_no_affine", "(N, C, D, H, W) = (2, 2, 3, 2, 3), affine off, renormalization "
+                   "r_max 1.5, d_max 1", (2, 2, 3, 2, 3), 1, PYTORCH, affine=False,
+                   renorm=dict(kind="constant", r_max=1.5, d_max=1.0))
+    # Ghost batches: 10 samples in ghost batches of 4 are 4 + 4 + 2; 5 in 2s are 2 + 2 + 1.
+    yield run_case(rng, "nc_ghost", "(N, C) = (10, 3), ghost batches of 4 (4 + 4 + 2)", (10, 3), 1, PYTORCH, ghost=4)
+    yield run_case(rng, "nchw_ghost", "(N, C, H, W) = (5, 3, 2, 2), ghost batches of 2 (2 + 2 + 1)",
+                   (5, 3, 2, 2), 1, PYTORCH, ghost=2)
+    yield run_case(rng, "nhwc_ghost_keras", "channels-last (5, 2, 2, 3), ghost batches of 3 (3 + 2), Keras options",
+                   (5, 2, 2, 3), -1, KERAS, ghost=3)
+    yield run_case(rng, "nc_ghost_no_tracking", "(N, C) = (10, 4), ghost batches of 4, no running statistics: "
+                   "ghost-batch statistics in both modes", (10, 4), 1, PYTORCH, tracks=False, ghost=4)
+    yield run_case(rng, "ncl_ghost_renorm_cumulative", "(N, C, L) = (6, 3, 4), ghost batches of 4 (4 + 2), "
+                   "renormalization warming up, cumulative average", (6, 3, 4), 1, CUMULATIVE, ghost=4,
+                   renorm=dict(kind="linearWarmUp", r_max=2.0, d_max=1.0, plain_steps=1, r_max_reached_at=3,
+                               d_max_reached_at=2))
 
 
 # ---------------------------------------------------------------------------
