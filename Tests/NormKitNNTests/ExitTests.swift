@@ -29,6 +29,64 @@ struct ExitTests {
                 "\(message)")
     }
 
+    @Test("BatchNorm2d and BatchNorm3d stop on the wrong rank, naming the expected and the actual one")
+    func batchNormWrongRankTraps() async throws {
+        let rank3 = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = try BatchNorm2d(3)(Tensor.zeros([4, 3, 5]))
+        }
+        let rank4 = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = try BatchNorm3d(2)(Tensor.zeros([2, 2, 3, 3]))
+        }
+        let message3 = String(decoding: try #require(rank3).standardErrorContent, as: UTF8.self)
+        let message4 = String(decoding: try #require(rank4).standardErrorContent, as: UTF8.self)
+        #expect(message3.contains("BatchNorm2d(3, epsilon: 1e-05, newBatchWeight(0.1)) expects input of rank 4 (N, C, H, W), "
+                                  + "got rank 3 (shape [4, 3, 5])"), "\(message3)")
+        #expect(message4.contains("BatchNorm3d(2, epsilon: 1e-05, newBatchWeight(0.1)) expects input of rank 5 (N, C, D, H, W), "
+                                  + "got rank 4 (shape [2, 2, 3, 3])"), "\(message4)")
+    }
+
+    @Test("a feature count set by the first input is fixed: a later input with another stops, naming both")
+    func lazyFeatureCountIsFixed() async throws {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let layer = BatchNormalization()
+            _ = try layer(Tensor.ones([2, 4]))
+            _ = try layer(Tensor.ones([2, 5]))
+        }
+        let message = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
+        #expect(message.contains("BatchNorm(4, epsilon: 0.001, oldValueWeight(0.99), featureAxis: -1) expects 4 features "
+                                 + "on axis -1, got 5 (input shape [2, 5])"), "\(message)")
+    }
+
+    @Test("epsilon ≤ 0 is rejected at construction, naming the layer and the value")
+    func nonPositiveEpsilonTraps() async throws {
+        let zero = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = BatchNorm2d(3, epsilon: 0)
+        }
+        let negative = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = BatchNorm(featureCount: 4, epsilon: -1e-5)
+        }
+        let zeroMessage = String(decoding: try #require(zero).standardErrorContent, as: UTF8.self)
+        let negativeMessage = String(decoding: try #require(negative).standardErrorContent, as: UTF8.self)
+        #expect(zeroMessage.contains("BatchNorm2d(3): epsilon must be > 0, got 0.0"), "\(zeroMessage)")
+        #expect(negativeMessage.contains("BatchNorm(4): epsilon must be > 0, got -1e-05"), "\(negativeMessage)")
+    }
+
+    @Test("Batch Renormalization without running statistics, and ghost batches over features on axis 0, are refused")
+    func inconsistentOptionsTrap() async throws {
+        let renormalization = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = BatchNorm1d(3, tracksRunningStatistics: false, renormalization: .paperSchedule)
+        }
+        let ghost = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = BatchNorm(featureCount: 3, featureAxis: 0, ghostBatchSize: 2)
+        }
+        let renormalizationMessage = String(decoding: try #require(renormalization).standardErrorContent, as: UTF8.self)
+        let ghostMessage = String(decoding: try #require(ghost).standardErrorContent, as: UTF8.self)
+        #expect(renormalizationMessage.contains("BatchNorm1d(3): Batch Renormalization corrects toward the running "
+                                                + "statistics, so it needs tracksRunningStatistics: true"),
+                "\(renormalizationMessage)")
+        #expect(ghostMessage.contains("BatchNorm(3): ghost batches split axis 0"), "\(ghostMessage)")
+    }
+
     @Test("a loss stops on a label outside the classes")
     func labelOutOfRangeTraps() async {
         await #expect(processExitsWith: .failure) {

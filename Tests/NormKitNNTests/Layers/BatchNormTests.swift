@@ -8,7 +8,7 @@ import Testing
 
 /// One way of laying out the features: which layer, which input shape, which axis.
 struct BatchNormLayout: Sendable, CustomTestStringConvertible {
-    enum Kind: Sendable { case batchNorm1d, general }
+    enum Kind: Sendable { case batchNorm1d, batchNorm2d, batchNorm3d, general }
     let kind: Kind
     let shape: [Int]
     let featureAxis: Int
@@ -17,21 +17,42 @@ struct BatchNormLayout: Sendable, CustomTestStringConvertible {
     var count: Int { shape.reduce(1, *) }
 
     var testDescription: String {
-        "\(kind == .batchNorm1d ? "BatchNorm1d" : "BatchNorm(featureAxis: \(featureAxis))") on \(shape)"
+        let name = switch kind {
+        case .batchNorm1d: "BatchNorm1d"
+        case .batchNorm2d: "BatchNorm2d"
+        case .batchNorm3d: "BatchNorm3d"
+        case .general: "BatchNorm(featureAxis: \(featureAxis))"
+        }
+        return "\(name) on \(shape)"
     }
 
     /// PyTorch-style layer (unbiased running variance) for this layout.
     func makeLayer(runningAverage: RunningAverage = .newBatchWeight(0.1), affine: Bool = true,
-                   tracksRunningStatistics: Bool = true) -> BatchNorm {
+                   tracksRunningStatistics: Bool = true, renormalization: BatchRenormalization? = nil,
+                   ghostBatchSize: Int? = nil) -> BatchNorm {
         switch kind {
         case .batchNorm1d:
             BatchNorm1d(features, runningAverage: runningAverage, affine: affine,
-                        tracksRunningStatistics: tracksRunningStatistics)
+                        tracksRunningStatistics: tracksRunningStatistics, renormalization: renormalization,
+                        ghostBatchSize: ghostBatchSize)
+        case .batchNorm2d:
+            BatchNorm2d(features, runningAverage: runningAverage, affine: affine,
+                        tracksRunningStatistics: tracksRunningStatistics, renormalization: renormalization,
+                        ghostBatchSize: ghostBatchSize)
+        case .batchNorm3d:
+            BatchNorm3d(features, runningAverage: runningAverage, affine: affine,
+                        tracksRunningStatistics: tracksRunningStatistics, renormalization: renormalization,
+                        ghostBatchSize: ghostBatchSize)
         case .general:
             BatchNorm(featureCount: features, featureAxis: featureAxis, runningAverage: runningAverage, affine: affine,
-                      tracksRunningStatistics: tracksRunningStatistics)
+                      tracksRunningStatistics: tracksRunningStatistics, renormalization: renormalization,
+                      ghostBatchSize: ghostBatchSize)
         }
     }
+
+    /// A ghost batch size that splits this layout's batch into two (the second
+    /// possibly smaller), each with more than one value per feature.
+    var ghostBatchSize: Int { (shape[0] + 1) / 2 }
 
     /// A batch whose features have clearly different means and spreads
     /// (centres 0.5, −2, 3, 0, …; spreads 1, 0.5, 2, 0.1, …).
@@ -45,11 +66,17 @@ struct BatchNormLayout: Sendable, CustomTestStringConvertible {
         }
     }
 
+    /// Every layout: (N, C), (N, C, L), (N, C, H, W), (N, C, D, H, W) channels-first
+    /// through the PyTorch spellings and `BatchNorm`, and channels-last of ranks 3 to 5.
     static let all: [BatchNormLayout] = [
         BatchNormLayout(kind: .batchNorm1d, shape: [6, 4], featureAxis: 1),
         BatchNormLayout(kind: .batchNorm1d, shape: [3, 4, 5], featureAxis: 1),
         BatchNormLayout(kind: .general, shape: [3, 4, 5], featureAxis: 1),
         BatchNormLayout(kind: .general, shape: [3, 5, 4], featureAxis: -1),
+        BatchNormLayout(kind: .batchNorm2d, shape: [2, 3, 2, 3], featureAxis: 1),
+        BatchNormLayout(kind: .general, shape: [3, 2, 2, 3], featureAxis: -1),
+        BatchNormLayout(kind: .batchNorm3d, shape: [2, 2, 2, 2, 3], featureAxis: 1),
+        BatchNormLayout(kind: .general, shape: [2, 2, 3, 2, 3], featureAxis: -1),
     ]
 }
 

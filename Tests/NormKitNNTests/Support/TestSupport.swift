@@ -136,6 +136,63 @@ enum ReferenceBatchNorm {
     }
 }
 
+// MARK: - Reference ghost batches and Batch Renormalization
+
+extension ReferenceBatchNorm {
+    /// Batch Renormalization's r and d for one (ghost) batch, from the definition
+    /// (Ioffe 2017): σ = √(v + ε), r = clip(σ_B/σ_run, 1/rMax, rMax),
+    /// d = clip((μ_B − μ_run)/σ_run, −dMax, dMax).
+    struct Correction {
+        var r: [Double]
+        var d: [Double]
+    }
+
+    static func correction(batch: Result, runningMean: [Double], runningVariance: [Double], epsilon: Double,
+                           rMax: Double, dMax: Double) -> Correction {
+        let features = batch.mean.count
+        var r = [Double](repeating: 1, count: features), d = [Double](repeating: 0, count: features)
+        for c in 0..<features {
+            let runningStd = (runningVariance[c] + epsilon).squareRoot()
+            r[c] = min(max((batch.variance[c] + epsilon).squareRoot() / runningStd, 1 / rMax), rMax)
+            d[c] = min(max((batch.mean[c] - runningMean[c]) / runningStd, -dMax), dMax)
+        }
+        return Correction(r: r, d: d)
+    }
+
+    /// The consecutive runs of `ghostBatchSize` samples along axis 0 (the last may
+    /// be shorter), as (first sample, sample count); the whole batch when nil.
+    static func ghostBatches(samples: Int, ghostBatchSize: Int?) -> [(start: Int, count: Int)] {
+        guard let size = ghostBatchSize else { return [(0, samples)] }
+        return stride(from: 0, to: samples, by: size).map { ($0, min(size, samples - $0)) }
+    }
+
+    /// Batch normalization with each ghost batch normalized by its own statistics,
+    /// and y = γ·(x̂·r + d) + β when `corrections` (one per ghost batch) are given.
+    /// Returns the output and each ghost batch's statistics.
+    static func ghostForward(
+        _ x: [Double], shape: [Int], featureAxis: Int, gamma: [Double]?, beta: [Double]?, epsilon: Double,
+        ghostBatchSize: Int?, corrections: [Correction]? = nil
+    ) -> (output: [Double], groups: [Result]) {
+        let perSample = x.count / shape[0]
+        let sampleShape = Array(shape.dropFirst())
+        var output: [Double] = []
+        var groups: [Result] = []
+        for (k, run) in ghostBatches(samples: shape[0], ghostBatchSize: ghostBatchSize).enumerated() {
+            let part = Array(x[run.start * perSample..<(run.start + run.count) * perSample])
+            let partShape = [run.count] + sampleShape
+            let normalized = forward(part, shape: partShape, featureAxis: featureAxis, gamma: nil, beta: nil,
+                                     epsilon: epsilon)
+            groups.append(normalized)
+            for (i, value) in normalized.output.enumerated() {
+                let c = feature(of: i, shape: partShape, featureAxis: featureAxis)
+                let corrected = value * (corrections?[k].r[c] ?? 1) + (corrections?[k].d[c] ?? 0)
+                output.append((gamma?[c] ?? 1) * corrected + (beta?[c] ?? 0))
+            }
+        }
+        return (output, groups)
+    }
+}
+
 // MARK: - Finite differences
 
 /// Central differences of `f` at `x` for every coordinate, in Double.
