@@ -467,7 +467,8 @@ public final class BatchNorm3d: BatchNorm {
 /// Keras' `layers.BatchNormalization`: features on the last axis, ε 1e-3,
 /// momentum 0.99 weighting the old value, biased moving variance; the feature
 /// count comes from the first input. `virtualBatchSize` is tf.keras 2's ghost
-/// batch size and `renormalization` its `renorm` (see `BatchNorm`).
+/// batch size (Keras 3 dropped it) and `renormalization` stands for Keras'
+/// `renorm=True` with `renorm_clipping` (see `BatchRenormalization` for the difference).
 public func BatchNormalization(axis: Int = -1, momentum: Float = 0.99, epsilon: Float = 1e-3,
                                center: Bool = true, scale: Bool = true, virtualBatchSize: Int? = nil,
                                renormalization: BatchRenormalization? = nil) -> BatchNorm {

@@ -26,9 +26,11 @@ import NormKitCore
 /// advance it.
 ///
 /// NormKit corrects toward the same running mean and variance that inference
-/// uses, as in the paper's Algorithm 1. (tf.keras 2's `renorm=True` keeps a
-/// separate moving average of σ with its own `renorm_momentum`; Keras 3 and
-/// PyTorch have no Batch Renormalization.)
+/// uses, so that without clipping training normalizes exactly as inference
+/// will. Keras' `renorm=True` instead keeps a second pair of moving averages
+/// (`renorm_mean`, `renorm_stddev`, with `renorm_momentum`) for r and d, and
+/// takes fixed limits (`renorm_clipping`) that the user must schedule by hand;
+/// PyTorch has no Batch Renormalization.
 public struct BatchRenormalization: Sendable, CustomStringConvertible {
     /// The clipping limits at one step.
     public struct Limits: Sendable, Equatable {

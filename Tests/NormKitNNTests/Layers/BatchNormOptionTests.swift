@@ -131,6 +131,16 @@ struct BatchRenormalizationTests {
         #expect(paper.limits(atStep: 40_000) == .init(rMax: 3, dMax: 5))
     }
 
+    @Test("a schedule of your own is a closure of the step, as in the README")
+    func customSchedule() {
+        let custom = BatchRenormalization { step in .init(rMax: step < 100 ? 1 : 2, dMax: 0) }
+        #expect(custom.limits(atStep: 99) == .init(rMax: 1, dMax: 0))
+        #expect(custom.limits(atStep: 100) == .init(rMax: 2, dMax: 0))
+        let layer = BatchNorm2d(32, renormalization: custom)
+        #expect(layer.renormalization?.limits(atStep: 150).rMax == 2)
+        #expect(layer.description.contains("custom schedule"), "\(layer.description)")
+    }
+
     @Test("the schedule's step is numBatchesTracked: plain batch norm first, corrections once the limits open")
     func layerFollowsTheSchedule() throws {
         let layout = BatchNormLayout.all[1]
