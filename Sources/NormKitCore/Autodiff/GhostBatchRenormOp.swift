@@ -111,6 +111,22 @@ private struct _BatchNormGroup {
     var variance: [Float]
     var inverseStandardDeviation: [Float]
     var correction: RenormalizationCorrection?
+
+    /// What the pullback keeps of this group: where it is, μ (as centre and
+    /// residual), invstd, and r and d — not x̂, not σ².
+    struct SavedForBackward {
+        var elements: Range<Int>
+        var outer: Int
+        var mean: [Float]
+        var meanResidual: [Float]
+        var inverseStandardDeviation: [Float]
+        var correction: RenormalizationCorrection?
+    }
+
+    var savedForBackward: SavedForBackward {
+        SavedForBackward(elements: elements, outer: outer, mean: mean, meanResidual: meanResidual,
+                         inverseStandardDeviation: inverseStandardDeviation, correction: correction)
+    }
 }
 
 /// The shared implementation of every batch-norm forward: statistics per
@@ -204,13 +220,14 @@ func _batchNorm(
     if case .batch = source { fromBatch = true } else { fromBatch = false }
     let wantsInputGradient = input.requiresGradient
     let hasGamma = gamma != nil, hasBeta = beta != nil
+    let saved = groups.map(\.savedForBackward)
     output.record("batchNorm", inputs: inputs) { g in
         var dxValues = [Float](repeating: 0, count: wantsInputGradient ? x.scalarCount : 0)
         var dGamma = [Double](repeating: 0, count: channels), dBeta = [Double](repeating: 0, count: channels)
         x.withUnsafeBufferPointer { px in
             g.withUnsafeBufferPointer { pg in
                 dxValues.withUnsafeMutableBufferPointer { dx in
-                    for group in groups {
+                    for group in saved {
                         // The kernel's γ is the effective scale of x̂: γ·r under renormalization.
                         let effectiveGamma: [Float]? = switch (gammaValues, group.correction) {
                         case let (gamma?, correction?): (0..<channels).map { gamma[$0] * correction.r[$0] }
