@@ -230,48 +230,54 @@ public class BatchNorm: Module {
 
     // MARK: Controls
     //
-    // Three independent controls, each defaulting to "follow the mode":
-    //
-    // | control | .followMode (default) | override |
-    // |---|---|---|
-    // | `statistics` | batch in training, running in inference | `.batch` or `.running` always |
-    // | `runningStatisticsUpdates` | update in training (when batch statistics are used) | `.never` |
-    // | `areAffineParametersTrainable` | true | false: γ and β get no gradient and optimizers skip them |
-    //
-    // What each combination does (γ/β training is independent of the rest):
-    //
-    // | statistics | mode | normalizes with | running estimates updated (updates = .followMode) | dx |
-    // |---|---|---|---|---|
-    // | .followMode | training | batch | yes | through μ_B, σ_B |
-    // | .followMode | inference | running | no | dy·γ·invstd |
-    // | .batch | training | batch | yes | through μ_B, σ_B |
-    // | .batch | inference | batch | no (updates happen only in training) | through μ_B, σ_B |
-    // | .running | training | running | no (no batch statistics) | dy·γ·invstd |
-    // | .running | inference | running | no | dy·γ·invstd |
-    //
-    // With `runningStatisticsUpdates = .never` the running estimates never
-    // change (and `numBatchesTracked`, Batch Renormalization's step, stays).
-    // Without tracked running statistics the layer always normalizes with the
-    // batch and `.running` is refused. Renormalization and ghost batches act
-    // on every forward that normalizes with batch statistics.
-    //
-    // `freeze()` sets all three for fine-tuning (running statistics, no updates,
-    // γ/β fixed). Because they are separate from `mode`, a frozen layer stays
-    // frozen when the model is switched back to training — unlike Keras, where
-    // `trainable = False` silently means inference, and PyTorch, where
-    // `requires_grad = False` still updates the running statistics.
+    // Three controls independent of each other and of `mode`, each defaulting
+    // to following the mode; `statistics` documents what every combination does.
 
     /// Which statistics normalize the input.
     public enum StatisticsChoice: Sendable, Equatable {
-        case followMode, batch, running
+        /// Batch statistics in training, running estimates in inference (the default).
+        case followMode
+        /// Batch statistics in both modes.
+        case batch
+        /// Running estimates in both modes (needs tracked running statistics).
+        case running
     }
 
     /// Whether training-mode forwards fold batch statistics into the running estimates.
     public enum RunningStatisticsUpdates: Sendable, Equatable {
-        case followMode, never
+        /// Update in training whenever batch statistics normalize (the default).
+        case followMode
+        /// Never update (and do not advance `numBatchesTracked`).
+        case never
     }
 
-    /// Which statistics normalize the input (see the table above).
+    /// Which statistics normalize the input.
+    ///
+    /// The three controls — `statistics`, `runningStatisticsUpdates` and
+    /// `areAffineParametersTrainable` — are independent of each other and of
+    /// `mode`. With the default `runningStatisticsUpdates = .followMode`:
+    ///
+    /// | statistics | mode | normalizes with | running estimates update | gradient to x |
+    /// |---|---|---|---|---|
+    /// | `.followMode` | training | batch | yes | through μ_B, σ_B |
+    /// | `.followMode` | inference | running | no | dy·γ·invstd |
+    /// | `.batch` | training | batch | yes | through μ_B, σ_B |
+    /// | `.batch` | inference | batch | no (updates happen only in training) | through μ_B, σ_B |
+    /// | `.running` | training | running | no (no batch statistics) | dy·γ·invstd |
+    /// | `.running` | inference | running | no | dy·γ·invstd |
+    ///
+    /// - `runningStatisticsUpdates = .never` makes every "yes" a "no" (and stops
+    ///   `numBatchesTracked`, which is Batch Renormalization's step).
+    /// - `areAffineParametersTrainable = false` keeps γ and β out of the gradient
+    ///   and the optimizer in every row, changing nothing else.
+    /// - Without tracked running statistics every row normalizes with the batch,
+    ///   and `.running` is refused.
+    /// - Renormalization and ghost batches act on the rows that normalize with the batch.
+    /// - `freeze()` is `.running` + `.never` + γ/β fixed: the same fixed affine map
+    ///   in both modes, so a frozen layer stays frozen when the model is switched
+    ///   back to training — unlike Keras, where `trainable = False` silently means
+    ///   inference, and PyTorch, where `requires_grad = False` still updates the
+    ///   running statistics.
     public var statistics: StatisticsChoice = .followMode {
         didSet {
             precondition(statistics != .running || tracksRunningStatistics,
@@ -279,10 +285,10 @@ public class BatchNorm: Module {
         }
     }
 
-    /// Whether running estimates are updated (see the table above).
+    /// Whether running estimates are updated (see `statistics` for every combination).
     public var runningStatisticsUpdates: RunningStatisticsUpdates = .followMode
 
-    /// Whether γ and β train.
+    /// Whether γ and β train (get gradients and optimizer steps); independent of the other controls.
     public var areAffineParametersTrainable: Bool {
         get { weight?.isTrainable ?? false }
         set {

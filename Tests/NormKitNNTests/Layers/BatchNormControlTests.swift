@@ -88,4 +88,35 @@ struct BatchNormControlTests {
         #expect(try runningStatistics(layer).mean == before.mean)
         #expect(try runningStatistics(layer).variance == before.variance)
     }
+
+    @Test("every row of the controls table: which statistics normalize and whether the running estimates move",
+          arguments: [BatchNorm.StatisticsChoice.followMode, .batch, .running], [Mode.training, .inference])
+    func everyCombinationOfTheControls(statistics: BatchNorm.StatisticsChoice, mode: Mode) throws {
+        for updates in [BatchNorm.RunningStatisticsUpdates.followMode, .never] {
+            for affineTrains in [true, false] {
+                let layer = try warmedUpLayer()
+                let before = try runningStatistics(layer)
+                let tracked = layer.numBatchesTracked
+                layer.statistics = statistics
+                layer.runningStatisticsUpdates = updates
+                layer.areAffineParametersTrainable = affineTrains
+                layer.setMode(mode)
+                let x = layout.batch(seed: 550)
+                let label = "\(statistics), \(mode), updates \(updates), γ/β train \(affineTrains)"
+
+                let y = try layer(leaf(x, shape: layout.shape).tensor)
+                y.backward(gradient: tensor(randomDoubles(layout.count, seed: 551), shape: layout.shape))
+
+                let usesBatch = statistics == .batch || (statistics == .followMode && mode == .training)
+                let expected = ReferenceBatchNorm.forward(x, shape: layout.shape, featureAxis: 1, gamma: nil, beta: nil,
+                                                          epsilon: 1e-5, statistics: usesBatch ? nil : before)
+                expectClose(y.scalars, expected.output, relative: 1e-5, absolute: 1e-6, "output (\(label))")
+                let updated = usesBatch && mode == .training && updates == .followMode
+                #expect(layer.numBatchesTracked == tracked + (updated ? 1 : 0), "\(label)")
+                #expect((try runningStatistics(layer).mean != before.mean) == updated, "\(label)")
+                #expect((layer.weight?.gradient != nil) == affineTrains, "\(label)")
+                #expect(layer.trainableParameters().count == (affineTrains ? 2 : 0), "\(label)")
+            }
+        }
+    }
 }
