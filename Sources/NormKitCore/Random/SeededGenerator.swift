@@ -63,6 +63,13 @@ public enum GlobalRandom {
         generator.withLock { $0 = SeededGenerator(seed: seed) }
     }
 
+    /// The global stream's current position. Checkpoints save it; assigning a
+    /// saved value makes the stream continue exactly where it was.
+    public static var current: SeededGenerator {
+        get { generator.withLock { $0 } }
+        set { generator.withLock { $0 = newValue } }
+    }
+
     /// Draws a fresh seed from the global stream (layers derive their own
     /// generators from it, so their initial weights depend only on creation order).
     public static func nextSeed() -> UInt64 {

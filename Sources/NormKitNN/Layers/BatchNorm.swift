@@ -415,6 +415,24 @@ public class BatchNorm: Module {
         }
     }
 
+    // MARK: Buffers
+
+    /// PyTorch's buffer names; none when running statistics are not tracked (as in PyTorch).
+    public override func ownBuffers() -> [(String, StateValue)] {
+        guard let runningMean, let runningVariance else { return [] }
+        return [("running_mean", .float(runningMean)), ("running_var", .float(runningVariance)),
+                ("num_batches_tracked", .integer(numBatchesTracked))]
+    }
+
+    public override func setOwnBuffer(_ name: String, to value: StateValue) {
+        switch name {
+        case "running_mean": runningMean = value.floatTensor
+        case "running_var": runningVariance = value.floatTensor
+        case "num_batches_tracked": numBatchesTracked = value.integerScalar!
+        default: preconditionFailure("\(description) has no buffer '\(name)'")
+        }
+    }
+
     public override var description: String {
         let name = String(describing: type(of: self))
         return "\(name)(\(featureCount.map(String.init) ?? "?"), epsilon: \(epsilon), \(runningAverage)"

@@ -15,6 +15,7 @@ public enum Mode: String, Sendable {
 /// reflection over stored properties — a `Parameter`, a `Module`, an optional
 /// of either or an array of modules — so a model never lists them by hand;
 /// their names follow PyTorch's state-dict convention (`fc1.weight`, `bn.running_mean`).
+/// Buffers (saved but not trained) are declared by overriding `ownBuffers()`.
 open class Module: CustomStringConvertible {
     /// Training or inference: set it for the whole tree with `setMode(_:)`.
     public private(set) var mode: Mode = .training
@@ -104,6 +105,18 @@ open class Module: CustomStringConvertible {
     /// The parameters stored directly on this module.
     open func ownParameters() -> [(String, Parameter)] {
         storedProperties().compactMap { label, value in (value as? Parameter).map { (label, $0) } }
+    }
+
+    /// The buffers stored directly on this module: state that is saved with the
+    /// model but not trained (BatchNorm's `running_mean`, `running_var`,
+    /// `num_batches_tracked`). A layer with buffers overrides this and
+    /// `setOwnBuffer(_:to:)`; `stateDict()` and `loadStateDict(_:strict:)` find them here.
+    open func ownBuffers() -> [(String, StateValue)] { [] }
+
+    /// Replaces the buffer `name` (one of `ownBuffers()`) with `value`, which
+    /// `loadStateDict` has already checked to have the buffer's shape and kind.
+    open func setOwnBuffer(_ name: String, to value: StateValue) {
+        preconditionFailure("\(type(of: self)) lists buffer '\(name)' in ownBuffers() but does not override setOwnBuffer(_:to:)")
     }
 
     /// Stored properties of the dynamic type and its superclasses below `Module`,

@@ -10,6 +10,13 @@ public protocol Optimizer: AnyObject {
     var learningRate: Float { get set }
     /// Applies one update to every trainable parameter that has a gradient.
     func step()
+    /// The per-parameter state (moments, step counts, velocities) keyed
+    /// `<parameter name>.<PyTorch state name>`, e.g. `fc1.weight.exp_avg`.
+    /// - Parameter parameterNames: the name of each of `parameters` (see `Module.namedParameters()`).
+    func stateDict(parameterNames: [ObjectIdentifier: String]) -> StateDict
+    /// Restores what `stateDict(parameterNames:)` saved onto the parameters named in `parameters`.
+    /// Nothing changes unless every entry names a known parameter and has its shape.
+    func loadStateDict(_ state: StateDict, parameters: [String: Parameter]) throws(StateDictError)
 }
 
 extension Optimizer {
@@ -79,6 +86,34 @@ public final class Adam: Optimizer {
             secondMoments[key] = v
         }
     }
+
+    /// PyTorch's names: `exp_avg` (m), `exp_avg_sq` (v), `step` (t) per parameter; `step_count` overall.
+    public func stateDict(parameterNames: [ObjectIdentifier: String]) -> StateDict {
+        var state: StateDict = ["step_count": .integer(stepCount)]
+        for parameter in parameters {
+            let key = ObjectIdentifier(parameter)
+            guard let name = parameterNames[key], let t = parameterStepCounts[key] else { continue }
+            state["\(name).step"] = .integer(t)
+            if let m = firstMoments[key] { state["\(name).exp_avg"] = .float(Tensor(m, shape: parameter.shape)) }
+            if let v = secondMoments[key] { state["\(name).exp_avg_sq"] = .float(Tensor(v, shape: parameter.shape)) }
+        }
+        return state
+    }
+
+    public func loadStateDict(_ state: StateDict, parameters: [String: Parameter]) throws(StateDictError) {
+        let grouped = try _groupOptimizerState(state, parameters: parameters,
+                                               perParameter: ["exp_avg": .float, "exp_avg_sq": .float, "step": .integer],
+                                               global: ["step_count"], optimizer: "Adam")
+        firstMoments = [:]
+        secondMoments = [:]
+        parameterStepCounts = [:]
+        stepCount = state["step_count"]?.integerScalar ?? 0
+        for (key, entries) in grouped {
+            firstMoments[key] = entries["exp_avg"]?.floatTensor.scalars
+            secondMoments[key] = entries["exp_avg_sq"]?.floatTensor.scalars
+            parameterStepCounts[key] = entries["step"]?.integerScalar
+        }
+    }
 }
 
 /// Stochastic gradient descent with optional momentum, PyTorch's rule:
@@ -122,6 +157,64 @@ public final class SGD: Optimizer {
             velocities[key] = velocity
         }
     }
+
+    /// PyTorch's name: `momentum_buffer` per parameter (present once a parameter has moved with momentum).
+    public func stateDict(parameterNames: [ObjectIdentifier: String]) -> StateDict {
+        var state: StateDict = [:]
+        for parameter in parameters {
+            let key = ObjectIdentifier(parameter)
+            guard let name = parameterNames[key], let velocity = velocities[key] else { continue }
+            state["\(name).momentum_buffer"] = .float(Tensor(velocity, shape: parameter.shape))
+        }
+        return state
+    }
+
+    public func loadStateDict(_ state: StateDict, parameters: [String: Parameter]) throws(StateDictError) {
+        let grouped = try _groupOptimizerState(state, parameters: parameters, perParameter: ["momentum_buffer": .float],
+                                               global: [], optimizer: "SGD")
+        velocities = [:]
+        for (key, entries) in grouped {
+            velocities[key] = entries["momentum_buffer"]?.floatTensor.scalars
+        }
+    }
+}
+
+/// Checks an optimizer state dict against the parameters before anything is changed, and
+/// groups its entries by parameter identity: `fc1.weight.exp_avg` → (fc1.weight's Parameter, "exp_avg").
+/// - Parameters:
+///   - perParameter: the state names the optimizer keeps per parameter, with `.float` (shape of the
+///     parameter) or `.integer` (a scalar) kinds.
+///   - global: the names of optimizer-wide scalars (e.g. `step_count`).
+func _groupOptimizerState(_ state: StateDict, parameters: [String: Parameter],
+                          perParameter: [String: StateValue.Kind], global: Set<String>,
+                          optimizer: String) throws(StateDictError) -> [ObjectIdentifier: [String: StateValue]] {
+    var grouped: [ObjectIdentifier: [String: StateValue]] = [:]
+    var unexpected: [String] = []
+    var mismatched: [StateDictError.Mismatch] = []
+    for (key, value) in state {
+        if global.contains(key) {
+            if value.kind != .integer || value.shape != [] {
+                mismatched.append(.init(key: key, expected: "int64[]", found: value.description))
+            }
+            continue
+        }
+        guard let dot = key.lastIndex(of: "."), let kind = perParameter[String(key[key.index(after: dot)...])],
+              let parameter = parameters[String(key[..<dot])] else {
+            unexpected.append(key)
+            continue
+        }
+        let expected: StateValue = kind == .float ? .float(.zeros(parameter.shape)) : .integer(0)
+        guard value.kind == kind && value.shape == expected.shape else {
+            mismatched.append(.init(key: key, expected: expected.description, found: value.description))
+            continue
+        }
+        grouped[ObjectIdentifier(parameter), default: [:]][String(key[key.index(after: dot)...])] = value
+    }
+    if !unexpected.isEmpty || !mismatched.isEmpty {
+        throw StateDictError(missingKeys: [], unexpectedKeys: unexpected.sorted(),
+                             mismatchedKeys: mismatched.sorted { $0.key < $1.key }, model: optimizer)
+    }
+    return grouped
 }
 
 extension Double {

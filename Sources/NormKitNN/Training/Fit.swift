@@ -35,6 +35,9 @@ extension Module {
         compiled = CompiledConfiguration(optimizer: optimizer, loss: loss, metrics: metrics)
     }
 
+    /// The optimizer `compile` configured (Keras' `model.optimizer`), if any; checkpoints save its state.
+    public var compiledOptimizer: (any Optimizer)? { compiled?.optimizer }
+
     /// Keras' `fit`: trains in `.training` mode for `epochs` passes over `data`.
     ///
     /// Each epoch visits the examples in a fresh random order (when `shuffle`)
@@ -42,12 +45,21 @@ extension Module {
     /// smaller unless `dropsLastPartialBatch`. After each epoch the model is
     /// evaluated on `validationData` in `.inference` mode. Progress is a bar on a
     /// terminal, one line per epoch otherwise.
+    ///
+    /// To resume (Keras' `initial_epoch`), pass the epoch already finished as
+    /// `initialEpoch` and the shuffling generator as it was after that epoch:
+    /// training then runs epochs `initialEpoch + 1 … epochs` exactly as an
+    /// uninterrupted run would. `epochFinished` receives each finished epoch's
+    /// number and the shuffling generator's state (what a checkpoint saves).
     @discardableResult
     public func fit(_ data: some BatchSource, epochs: Int, batchSize: Int = 32, shuffle: Bool = true,
                     dropsLastPartialBatch: Bool = false, validationData: (any BatchSource)? = nil,
-                    generator: SeededGenerator? = nil, progress: ProgressReporter.Style = .automatic) throws -> History {
+                    generator: SeededGenerator? = nil, progress: ProgressReporter.Style = .automatic,
+                    initialEpoch: Int = 0,
+                    epochFinished: ((_ epoch: Int, _ generator: SeededGenerator) throws -> Void)? = nil) throws -> History {
         guard let compiled else { preconditionFailure("fit: call compile(optimizer:loss:metrics:) first") }
         precondition(epochs >= 0 && batchSize >= 1, "fit: epochs \(epochs) and batchSize \(batchSize) must be positive")
+        precondition(initialEpoch >= 0, "fit: initialEpoch must be ≥ 0, got \(initialEpoch)")
         if compiled.optimizer.parameters.isEmpty {
             _ = build(inputShape: [batchSize] + data.featureShape)
             compiled.optimizer.parameters = trainableParameters()
@@ -61,7 +73,7 @@ extension Module {
         var history = History()
         let wantsAccuracy = compiled.metrics.contains(.accuracy)
 
-        for epoch in stride(from: 1, through: epochs, by: 1) {
+        for epoch in stride(from: initialEpoch + 1, through: epochs, by: 1) {
             if shuffle { order.shuffle(using: &generator) }
             setMode(.training)
             let started = monotonicSeconds()
@@ -95,6 +107,7 @@ extension Module {
                 line += " - val_loss: \(fixed(result.loss, 4)) - val_accuracy: \(fixed(result.accuracy, 4))"
             }
             reporter.epochFinished(line)
+            try epochFinished?(epoch, generator)
         }
         return history
     }
