@@ -38,8 +38,10 @@ let package = Package(
             resources: [.copy("Resources/fashion-mnist-slice")],
             swiftSettings: nativeCPU
         ),
+        // Model files: safetensors state dicts (PyTorch's names) and training checkpoints.
+        .target(name: "NormKitIO", dependencies: ["NormKitCore", "NormKitNN"]),
         // The umbrella users import.
-        .target(name: "NormKit", dependencies: ["NormKitCore", "NormKitNN", "NormKitData"]),
+        .target(name: "NormKit", dependencies: ["NormKitCore", "NormKitNN", "NormKitData", "NormKitIO"]),
 
         .executableTarget(
             name: "normkit",
