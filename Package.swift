@@ -60,6 +60,17 @@ let package = Package(
             exclude: ["Fixtures/make_batchnorm_golden.py", "Fixtures/make_norm_siblings_golden.py", "Fixtures/README.md"],
             resources: [.copy("Fixtures/batchnorm_golden.json"), .copy("Fixtures/norm_siblings_golden.json")]
         ),
+        // Fixtures written by PyTorch and the `safetensors` package (the script sits beside them).
+        .testTarget(
+            name: "NormKitIOTests",
+            dependencies: ["NormKitIO", "NormKitNN", "NormKitCore"],
+            exclude: ["Fixtures/make_pytorch_fixtures.py", "Fixtures/README.md"],
+            resources: [
+                .copy("Fixtures/seed_mlp_pytorch.safetensors"),
+                .copy("Fixtures/seed_mlp_expected.safetensors"),
+                .copy("Fixtures/dtypes.safetensors"),
+            ]
+        ),
         .testTarget(name: "ExamplesTests", dependencies: ["NormKit", "KerasStyleExample", "PyTorchStyleExample"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,181 @@
+// State dicts: PyTorch's names and order, buffers, strict loading that lists
+// every problem, and optimizer state keyed by parameter name.
+
+import NormKitCore
+@testable import NormKitNN
+import Testing
+
+/// fc1 → bn → fc2 with explicit seeds, like the seed model (no GlobalRandom).
+private final class SmallNet: Module {
+    let fc1: Linear
+    let bn = BatchNorm1d(3)
+    let fc2: Linear
+    init(seed: UInt64, inputs: Int = 4) {
+        fc1 = makeLinear(inputs, 3, seed: seed)
+        fc2 = makeLinear(3, 2, seed: seed + 1)
+        super.init()
+    }
+    override func forward(_ x: Tensor) throws -> Tensor { try fc2(relu(bn(fc1(x)))) }
+}
+
+/// A layer from outside NormKitNN's own files that joins state dicts by overriding the buffer hooks.
+private final class CountingLayer: Module {
+    var seen: Int64 = 0
+    var total = Tensor.zeros([2])
+    override func ownBuffers() -> [(String, StateValue)] { [("seen", .integer([seen], shape: [])), ("total", .float(total))] }
+    override func setOwnBuffer(_ name: String, to value: StateValue) {
+        if name == "seen" { seen = Int64(value.integerScalar!) } else { total = value.floatTensor }
+    }
+    override func forward(_ x: Tensor) throws -> Tensor { x }
+}
+
+private func bits(_ state: StateDict) -> [String: [UInt64]] {
+    state.mapValues { value in
+        switch value {
+        case .float(let tensor): tensor.scalars.map { UInt64($0.bitPattern) }
+        case .integer(let values, _): values.map { UInt64(bitPattern: $0) }
+        }
+    }
+}
+
+@Suite("State dicts")
+struct StateDictTests {
+    @Test("names, order and shapes follow PyTorch: parameters then buffers, Linear weight (out, in), counter int64")
+    func pytorchNamesAndOrder() throws {
+        let net = SmallNet(seed: 1)
+        let state = net.namedState()
+        #expect(state.map(\.0) == ["fc1.weight", "fc1.bias", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var",
+                                   "bn.num_batches_tracked", "fc2.weight", "fc2.bias"])
+        #expect(state.map(\.1.shape) == [[3, 4], [3], [3], [3], [3], [3], [], [2, 3], [2]])
+        #expect(state[6].1.kind == .integer)
+        #expect(net.namedBuffers().map(\.0) == ["bn.running_mean", "bn.running_var", "bn.num_batches_tracked"])
+    }
+
+    @Test("a BatchNorm without running statistics has no buffers, as in PyTorch")
+    func noTrackingNoBuffers() {
+        let layer = BatchNorm1d(3, tracksRunningStatistics: false)
+        #expect(layer.namedBuffers().isEmpty)
+        #expect(layer.stateDict().keys.sorted() == ["bias", "weight"])
+    }
+
+    @Test("loading another model's state copies parameters and buffers exactly and keeps the Parameter objects")
+    func loadCopiesEverything() throws {
+        let trained = SmallNet(seed: 1)
+        _ = try trained(Tensor((0..<20).map { Float($0) * 0.37 }, shape: [5, 4]))   // moves the running statistics
+        let fresh = SmallNet(seed: 9)
+        let weight = fresh.fc1.weight!
+        try fresh.loadStateDict(trained.stateDict())
+        #expect(bits(fresh.stateDict()) == bits(trained.stateDict()))
+        #expect(fresh.bn.numBatchesTracked == 1)
+        #expect(fresh.fc1.weight === weight, "an optimizer holding the old Parameter must see the loaded value")
+    }
+
+    @Test("strict loading names every missing, unexpected and mis-shaped key, with expected and found shapes, and changes nothing")
+    func strictErrorListsEverything() throws {
+        let net = SmallNet(seed: 1)
+        let before = bits(net.stateDict())
+        var state = SmallNet(seed: 2, inputs: 5).stateDict()   // fc1.weight is (3, 5) there
+        state["bn.running_var"] = nil
+        state["bn.num_batches_tracked"] = nil
+        state["fc3.weight"] = .float(.zeros([1]))
+        state["bn.running_mean"] = .integer([0, 0, 0], shape: [3])   // an integer may fill a float slot (converted)
+        state["fc2.bias"] = .float(.zeros([2, 1]))
+        let error = try #require(throws: StateDictError.self) { try net.loadStateDict(state) }
+        #expect(error.missingKeys == ["bn.running_var", "bn.num_batches_tracked"])
+        #expect(error.unexpectedKeys == ["fc3.weight"])
+        #expect(error.mismatchedKeys.map(\.key) == ["fc1.weight", "fc2.bias"])
+        #expect(error.mismatchedKeys[0].expected == "float[3, 4]" && error.mismatchedKeys[0].found == "float[3, 5]")
+        for key in ["bn.running_var", "fc3.weight", "fc1.weight", "float[3, 4]", "float[3, 5]", "fc2.bias"] {
+            #expect(error.description.contains(key), "the message names \(key)")
+        }
+        #expect(bits(net.stateDict()) == before, "a refused state dict leaves the model unchanged")
+    }
+
+    @Test("non-strict loading skips missing and unexpected keys and reports them; shape mismatches still throw")
+    func nonStrictLoading() throws {
+        let net = SmallNet(seed: 1)
+        var state = SmallNet(seed: 2).stateDict()
+        state["fc2.bias"] = nil
+        state["extra"] = .integer(3)
+        let report = try net.loadStateDict(state, strict: false)
+        #expect(report == StateDictLoadReport(missingKeys: ["fc2.bias"], unexpectedKeys: ["extra"]))
+        #expect(net.fc1.weight!.value.scalars == SmallNet(seed: 2).fc1.weight!.value.scalars)
+        state["fc1.bias"] = .float(.zeros([4]))
+        #expect(throws: StateDictError.self) { try net.loadStateDict(state, strict: false) }
+    }
+
+    @Test("a float entry cannot fill an integer buffer")
+    func floatIntoCounterIsRefused() throws {
+        let net = SmallNet(seed: 1)
+        var state = net.stateDict()
+        state["bn.num_batches_tracked"] = .float(Tensor(scalar: 2.5))
+        let error = try #require(throws: StateDictError.self) { try net.loadStateDict(state) }
+        #expect(error.mismatchedKeys == [.init(key: "bn.num_batches_tracked", expected: "int64[]", found: "float[]")])
+    }
+
+    @Test("a layer defined elsewhere joins state dicts by overriding ownBuffers and setOwnBuffer")
+    func customBuffersJoin() throws {
+        let model = Sequential { CountingLayer() }
+        #expect(model.stateDict().keys.sorted() == ["layers.0.seen", "layers.0.total"])
+        try model.loadStateDict(["layers.0.seen": .integer(41), "layers.0.total": .float(Tensor([1, 2]))])
+        let layer = try #require(model.layers[0] as? CountingLayer)
+        #expect(layer.seen == 41 && layer.total.scalars == [1, 2])
+    }
+}
+
+@Suite("Optimizer state")
+struct OptimizerStateTests {
+    /// Two Adam (or SGD) steps on a tiny regression, from fixed data.
+    private func trainSteps(_ net: SmallNet, _ optimizer: any Optimizer, steps: Int) throws {
+        let x = Tensor((0..<24).map { Float($0 % 7) * 0.3 - 1 }, shape: [6, 4])
+        for _ in 0..<steps {
+            optimizer.zeroGrad()
+            let y = try net(x)
+            (y * y).sum().backward()
+            optimizer.step()
+        }
+    }
+
+    private func names(_ net: Module) -> [ObjectIdentifier: String] {
+        Dictionary(uniqueKeysWithValues: net.namedParameters().map { (ObjectIdentifier($0.1), $0.0) })
+    }
+
+    @Test("Adam's moments and step counts, saved by parameter name and loaded into another model, continue identically",
+          arguments: [false, true])
+    func optimizerStateContinues(usesSGD: Bool) throws {
+        func makeOptimizer(_ net: SmallNet) -> any Optimizer {
+            usesSGD ? SGD(net.parameters(), learningRate: 0.05, momentum: 0.9) : Adam(net.parameters(), learningRate: 0.05)
+        }
+        let reference = SmallNet(seed: 1), referenceOptimizer = makeOptimizer(reference)
+        try trainSteps(reference, referenceOptimizer, steps: 2)
+        let saved = (model: reference.stateDict(), optimizer: referenceOptimizer.stateDict(parameterNames: names(reference)))
+        if usesSGD {
+            #expect(saved.optimizer.keys.sorted().first == "bn.bias.momentum_buffer")
+        } else {
+            #expect(saved.optimizer["fc1.weight.exp_avg"]?.shape == [3, 4])
+            #expect(saved.optimizer["fc1.weight.step"]?.integerScalar == 2)
+            #expect(saved.optimizer["step_count"]?.integerScalar == 2)
+        }
+        try trainSteps(reference, referenceOptimizer, steps: 2)
+
+        let resumed = SmallNet(seed: 5), resumedOptimizer = makeOptimizer(resumed)
+        try resumed.loadStateDict(saved.model)
+        try resumedOptimizer.loadStateDict(saved.optimizer,
+                                           parameters: Dictionary(uniqueKeysWithValues: resumed.namedParameters()))
+        try trainSteps(resumed, resumedOptimizer, steps: 2)
+        #expect(bits(resumed.stateDict()) == bits(reference.stateDict()))
+    }
+
+    @Test("optimizer state naming an unknown parameter or with the wrong shape is refused")
+    func badOptimizerState() throws {
+        let net = SmallNet(seed: 1)
+        let adam = Adam(net.parameters())
+        let parameters = Dictionary(uniqueKeysWithValues: net.namedParameters())
+        let error = try #require(throws: StateDictError.self) {
+            try adam.loadStateDict(["fc9.weight.exp_avg": .float(.zeros([1])), "fc1.bias.exp_avg": .float(.zeros([4])),
+                                    "fc1.bias.step": .integer(1)], parameters: parameters)
+        }
+        #expect(error.unexpectedKeys == ["fc9.weight.exp_avg"])
+        #expect(error.mismatchedKeys == [.init(key: "fc1.bias.exp_avg", expected: "float[3]", found: "float[4]")])
+    }
+}
