@@ -74,7 +74,12 @@ extension Module {
         let wantsAccuracy = compiled.metrics.contains(.accuracy)
 
         for epoch in stride(from: initialEpoch + 1, through: epochs, by: 1) {
-            if shuffle { order.shuffle(using: &generator) }
+            // A fresh permutation of 0..<count each epoch (PyTorch's randperm, and DataLoader here), so an
+            // epoch's order depends only on the generator's state: what lets a resumed run repeat it.
+            if shuffle {
+                order = Array(0..<data.count)
+                order.shuffle(using: &generator)
+            }
             setMode(.training)
             let started = monotonicSeconds()
             var lossSum = 0.0, correct = 0, seen = 0
