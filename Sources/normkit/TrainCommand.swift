@@ -29,9 +29,20 @@ struct Train: ParsableCommand {
     @Flag(help: "Leave out the batch-normalization layer (the comparison model).")
     var noBatchnorm = false
 
+    @Option(help: ArgumentHelp("Save a checkpoint (model, optimizer, epoch, random state) into DIR after every epoch.",
+                               valueName: "DIR"))
+    var checkpoint: String?
+
+    @Flag(help: "Continue from the latest checkpoint in --checkpoint DIR (from epoch 1 if DIR has none).")
+    var resume = false
+
+    @Option(help: ArgumentHelp("Write the trained model (safetensors, PyTorch names) to FILE.", valueName: "FILE"))
+    var save: String?
+
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
+        if resume && checkpoint == nil { throw ValidationError("--resume needs --checkpoint DIR to resume from") }
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
         guard batchSize >= 2 else { throw ValidationError("--batch-size must be at least 2 (batch norm needs two values per feature), got \(batchSize)") }
         guard learningRate > 0 else { throw ValidationError("--learning-rate must be positive, got \(learningRate)") }
@@ -49,11 +60,27 @@ struct Train: ParsableCommand {
         model.compile(optimizer: Adam(learningRate: learningRate), loss: .sparseCategoricalCrossentropy, metrics: [.accuracy])
         // A last batch of one example cannot be batch-normalized in training: drop it, as PyTorch's drop_last would.
         let dropLast = !noBatchnorm && dataset.train.count % batchSize == 1
-        let history = try model.fit(dataset.train, epochs: epochs, batchSize: batchSize, dropsLastPartialBatch: dropLast,
-                                    validationData: dataset.test, generator: SeededGenerator(seed: seed &+ 1))
+        let shuffling = SeededGenerator(seed: seed &+ 1)
+        let history: History
+        if let checkpoint {
+            let checkpoints = CheckpointDirectory(path: checkpoint)
+            if resume {
+                print(checkpoints.latestPath().map { "resuming from \($0)" } ?? "no checkpoint in \(checkpoint): starting at epoch 1")
+            }
+            history = try model.fit(dataset.train, epochs: epochs, batchSize: batchSize, dropsLastPartialBatch: dropLast,
+                                    validationData: dataset.test, generator: shuffling, checkpoints: checkpoints,
+                                    resume: resume).history
+        } else {
+            history = try model.fit(dataset.train, epochs: epochs, batchSize: batchSize, dropsLastPartialBatch: dropLast,
+                                    validationData: dataset.test, generator: shuffling)
+        }
         let seconds = history.epochSeconds
         let mean = seconds.reduce(0, +) / Double(max(seconds.count, 1))
         print("seconds_per_epoch=\(fixed(mean, 3)) (min \(fixed(seconds.min() ?? 0, 3)))")
+        if let save {
+            try model.save(to: save)
+            print("saved: \(save)")
+        }
         let result = try model.evaluate(dataset.test)
         print("test_loss=\(fixed(result.loss, 4))")
         print("test_accuracy=\(fixed(result.accuracy, 4))")

@@ -1,0 +1,32 @@
+import ArgumentParser
+import NormKit
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a saved seed model on the test set.",
+        discussion: "Prints `test_loss=…` and `test_accuracy=…` (inference mode: running statistics)."
+    )
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "A directory of MNIST-format IDX files (default: the Fashion-MNIST slice embedded in NormKit).")
+    var data: String?
+
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        compute.apply()
+        let model = try modelOptions.load()
+        let dataset = try data.map { try MNISTDataset.load(directory: $0) } ?? MNISTDataset.embeddedFashionMNIST()
+        guard dataset.test.featureCount == model.fc1.inFeatures else {
+            throw ValidationError("\(modelOptions.model) takes \(model.fc1.inFeatures!) features per image, "
+                                  + "the test images have \(dataset.test.featureCount)")
+        }
+        // The seed model outputs probabilities: the loss is cross-entropy on probabilities, as in training.
+        model.compile(optimizer: Adam(), loss: .sparseCategoricalCrossentropy)
+        let result = try model.evaluate(dataset.test)
+        print("model: \(modelOptions.model); data: \(data ?? "embedded Fashion-MNIST slice"): \(dataset.test.count) test images")
+        print("test_loss=\(fixed(result.loss, 4))")
+        print("test_accuracy=\(fixed(result.accuracy, 4))")
+    }
+}
