@@ -171,6 +171,24 @@ public class InstanceNorm: Module {
         }
     }
 
+    // MARK: Buffers
+
+    /// PyTorch's buffer names, present only with `tracksRunningStatistics` (as in PyTorch).
+    public override func ownBuffers() -> [(String, StateValue)] {
+        guard let runningMean, let runningVariance else { return [] }
+        return [("running_mean", .float(runningMean)), ("running_var", .float(runningVariance)),
+                ("num_batches_tracked", .integer(numBatchesTracked))]
+    }
+
+    public override func setOwnBuffer(_ name: String, to value: StateValue) {
+        switch name {
+        case "running_mean": runningMean = value.floatTensor
+        case "running_var": runningVariance = value.floatTensor
+        case "num_batches_tracked": numBatchesTracked = value.integerScalar!
+        default: preconditionFailure("\(description) has no buffer '\(name)'")
+        }
+    }
+
     public override var description: String {
         var options = ["epsilon: \(epsilon)"]
         if isAffine { options.append("affine: true") }

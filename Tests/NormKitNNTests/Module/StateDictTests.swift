@@ -58,6 +58,26 @@ struct StateDictTests {
         #expect(layer.stateDict().keys.sorted() == ["bias", "weight"])
     }
 
+    @Test("the other normalization layers carry PyTorch's state-dict names, with buffers only when running statistics are tracked")
+    func normalizationSiblings() throws {
+        let model = Sequential {
+            GroupNorm(groupCount: 2, channelCount: 4)
+            LayerNorm(4)
+            InstanceNorm1d(4)
+            InstanceNorm1d(4, affine: true, tracksRunningStatistics: true)
+        }
+        #expect(model.namedState().map(\.0) == [
+            "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias",
+            "layers.3.weight", "layers.3.bias", "layers.3.running_mean", "layers.3.running_var", "layers.3.num_batches_tracked",
+        ])
+        let tracked = try #require(model.layers[3] as? InstanceNorm)
+        var state = model.stateDict()
+        state["layers.3.running_var"] = .float(Tensor([2, 3, 4, 5]))
+        state["layers.3.num_batches_tracked"] = .integer(6)
+        try model.loadStateDict(state)
+        #expect(tracked.runningVariance?.scalars == [2, 3, 4, 5] && tracked.numBatchesTracked == 6)
+    }
+
     @Test("loading another model's state copies parameters and buffers exactly and keeps the Parameter objects")
     func loadCopiesEverything() throws {
         let trained = SmallNet(seed: 1)
