@@ -132,6 +132,13 @@ struct HostileFileTests {
         #expect(trailing == .uncoveredBytes(path: trailing.path, range: 4..<8, dataByteCount: 8))
     }
 
+    @Test("a name given twice cannot smuggle in a second tensor: the bytes only one entry can own are refused")
+    func duplicateName() throws {
+        let error = try rejection(file(json: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}"#,
+                                       data: eightFloatBytes))
+        guard case .uncoveredBytes(_, _, 8) = error else { Issue.record("got \(error)"); return }
+    }
+
     @Test("a missing file is an error naming it")
     func missingFile() throws {
         let error = try #require(throws: SafetensorsError.self) { try SafetensorsFile.read(path: "/nonexistent/x.safetensors") }

@@ -46,11 +46,12 @@ public struct SafetensorsFile: Sendable, Equatable {
             let lengthBytes = [UInt8](try handle.read(upToCount: 8) ?? Data())
             let headerByteCount = try checkedHeaderByteCount(lengthBytes, fileByteCount: fileByteCount, path: path)
             // Only now, with the length known to fit in the file, is anything the size of the file read.
-            let rest = [UInt8](try handle.readToEnd() ?? Data())
-            guard rest.count == fileByteCount - 8 else {
+            let header = [UInt8](try handle.read(upToCount: headerByteCount) ?? Data())
+            let data = [UInt8](try handle.readToEnd() ?? Data())
+            guard header.count == headerByteCount && 8 + header.count + data.count == fileByteCount else {
                 throw SafetensorsError.unreadable(path: path, reason: "file changed size while being read")
             }
-            return try decode(lengthBytes + rest, headerByteCount: headerByteCount, path: path)
+            return try decode(header: header[...], data: data[...], path: path)
         } catch let error as SafetensorsError {
             throw error
         } catch {
@@ -61,7 +62,7 @@ public struct SafetensorsFile: Sendable, Equatable {
     /// Decodes a whole file held in memory; `path` only names it in errors.
     public static func decode(_ bytes: [UInt8], path: String) throws(SafetensorsError) -> SafetensorsFile {
         let headerByteCount = try checkedHeaderByteCount(Array(bytes.prefix(8)), fileByteCount: bytes.count, path: path)
-        return try decode(bytes, headerByteCount: headerByteCount, path: path)
+        return try decode(header: bytes[8..<(8 + headerByteCount)], data: bytes[(8 + headerByteCount)...], path: path)
     }
 
     /// The header length, once it is known to fit in the file and under the limit.
@@ -78,9 +79,14 @@ public struct SafetensorsFile: Sendable, Equatable {
         return Int(declared)
     }
 
-    private static func decode(_ bytes: [UInt8], headerByteCount: Int, path: String) throws(SafetensorsError) -> SafetensorsFile {
-        let headerBytes = bytes[8..<(8 + headerByteCount)]
-        if let bad = _firstInvalidUTF8Offset(headerBytes) { throw .headerNotUTF8(path: path, byteOffset: bad) }
+    /// - Parameters:
+    ///   - header: the JSON bytes (file offset 8 onwards).
+    ///   - data: the data section; `data_offsets` count from its start.
+    private static func decode(header headerBytes: ArraySlice<UInt8>, data: ArraySlice<UInt8>,
+                               path: String) throws(SafetensorsError) -> SafetensorsFile {
+        if let bad = _firstInvalidUTF8Index(headerBytes) {
+            throw .headerNotUTF8(path: path, byteOffset: 8 + bad - headerBytes.startIndex)
+        }
         let header: _Header
         do {
             header = try JSONDecoder().decode(_Header.self, from: Data(headerBytes))
@@ -95,7 +101,6 @@ public struct SafetensorsFile: Sendable, Equatable {
             throw .invalidJSON(path: path, reason: String(describing: error))
         }
 
-        let data = Array(bytes[(8 + headerByteCount)...])
         var placed: [(name: String, entry: _Header.Entry, dtype: SafetensorsDType)] = []
         for (name, entry) in header.entries {
             guard let dtype = SafetensorsDType(rawValue: entry.dtype) else {
@@ -148,7 +153,7 @@ public struct SafetensorsFile: Sendable, Equatable {
         var tensors: [String: SafetensorsTensor] = [:]
         for item in placed {
             tensors[item.name] = SafetensorsTensor(dtype: item.dtype, shape: item.entry.shape,
-                                                   bytes: Array(data[item.entry.dataOffsets[0]..<item.entry.dataOffsets[1]]))
+                                                   bytes: Array(data[(data.startIndex + item.entry.dataOffsets[0])..<(data.startIndex + item.entry.dataOffsets[1])]))
         }
         return SafetensorsFile(tensors: tensors, metadata: header.metadata ?? [:])
     }
@@ -218,8 +223,8 @@ struct _Header: Decodable {
     }
 }
 
-/// The file offset (8 + index in the header) of the first byte that breaks UTF-8, or nil.
-func _firstInvalidUTF8Offset(_ header: ArraySlice<UInt8>) -> Int? {
+/// The index of the first byte that breaks UTF-8, or nil.
+func _firstInvalidUTF8Index(_ header: ArraySlice<UInt8>) -> Int? {
     var parser = Unicode.UTF8.ForwardParser()
     var iterator = header.makeIterator()
     var offset = header.startIndex
