@@ -133,6 +133,21 @@ struct StateDictTests {
         #expect(error.mismatchedKeys == [.init(key: "bn.num_batches_tracked", expected: "int64[]", found: "float[]")])
     }
 
+    @Test("SeedMLP(shapedLike:) takes its sizes and batch norm from a state dict, and refuses one without fc1/fc2 weights")
+    func seedModelShapedLikeStateDict() throws {
+        let source = SeedMLP(inputFeatures: 12, hiddenFeatures: 5, classes: 3)
+        let copy = try SeedMLP(shapedLike: source.stateDict())
+        #expect(copy.fc1.inFeatures == 12 && copy.fc1.outFeatures == 5 && copy.fc2.outFeatures == 3 && copy.bn != nil)
+        try copy.loadStateDict(source.stateDict())
+        #expect(try SeedMLP(shapedLike: SeedMLP(inputFeatures: 6, batchNorm: false).stateDict()).bn == nil)
+        var broken = source.stateDict()
+        broken["fc2.weight"] = nil
+        broken["fc1.weight"] = .float(.zeros([60]))
+        let error = try #require(throws: StateDictError.self) { try SeedMLP(shapedLike: broken) }
+        #expect(error.missingKeys == ["fc2.weight"])
+        #expect(error.mismatchedKeys == [.init(key: "fc1.weight", expected: "float[out, in]", found: "float[60]")])
+    }
+
     @Test("a layer defined elsewhere joins state dicts by overriding ownBuffers and setOwnBuffer")
     func customBuffersJoin() throws {
         let model = Sequential { CountingLayer() }
