@@ -33,7 +33,7 @@ struct Train: ParsableCommand {
                                valueName: "DIR"))
     var checkpoint: String?
 
-    @Flag(help: "Continue from the latest checkpoint in --checkpoint DIR (from epoch 1 if DIR has none).")
+    @Flag(help: "Continue from the latest checkpoint in --checkpoint DIR (from epoch 1 if DIR has none); the checkpoint's weights, optimizer state and learning rate replace the fresh ones.")
     var resume = false
 
     @Option(help: ArgumentHelp("Write the trained model (safetensors, PyTorch names) to FILE.", valueName: "FILE"))

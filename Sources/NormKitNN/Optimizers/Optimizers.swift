@@ -87,9 +87,10 @@ public final class Adam: Optimizer {
         }
     }
 
-    /// PyTorch's names: `exp_avg` (m), `exp_avg_sq` (v), `step` (t) per parameter; `step_count` overall.
+    /// PyTorch's names: `exp_avg` (m), `exp_avg_sq` (v), `step` (t) per parameter; `step_count` and
+    /// the learning rate `lr` overall (loading restores it, as PyTorch's `load_state_dict` does).
     public func stateDict(parameterNames: [ObjectIdentifier: String]) -> StateDict {
-        var state: StateDict = ["step_count": .integer(stepCount)]
+        var state: StateDict = ["step_count": .integer(stepCount), "lr": .float(Tensor(scalar: learningRate))]
         for parameter in parameters {
             let key = ObjectIdentifier(parameter)
             guard let name = parameterNames[key], let t = parameterStepCounts[key] else { continue }
@@ -103,11 +104,12 @@ public final class Adam: Optimizer {
     public func loadStateDict(_ state: StateDict, parameters: [String: Parameter]) throws(StateDictError) {
         let grouped = try _groupOptimizerState(state, parameters: parameters,
                                                perParameter: ["exp_avg": .float, "exp_avg_sq": .float, "step": .integer],
-                                               global: ["step_count"], optimizer: "Adam")
+                                               global: ["step_count": .integer, "lr": .float], optimizer: "Adam")
         firstMoments = [:]
         secondMoments = [:]
         parameterStepCounts = [:]
         stepCount = state["step_count"]?.integerScalar ?? 0
+        if let lr = state["lr"] { learningRate = lr.floatTensor.scalar }
         for (key, entries) in grouped {
             firstMoments[key] = entries["exp_avg"]?.floatTensor.scalars
             secondMoments[key] = entries["exp_avg_sq"]?.floatTensor.scalars
@@ -158,9 +160,10 @@ public final class SGD: Optimizer {
         }
     }
 
-    /// PyTorch's name: `momentum_buffer` per parameter (present once a parameter has moved with momentum).
+    /// PyTorch's name: `momentum_buffer` per parameter (present once a parameter has moved with
+    /// momentum); the learning rate `lr` overall (loading restores it, as PyTorch's `load_state_dict` does).
     public func stateDict(parameterNames: [ObjectIdentifier: String]) -> StateDict {
-        var state: StateDict = [:]
+        var state: StateDict = ["lr": .float(Tensor(scalar: learningRate))]
         for parameter in parameters {
             let key = ObjectIdentifier(parameter)
             guard let name = parameterNames[key], let velocity = velocities[key] else { continue }
@@ -171,8 +174,9 @@ public final class SGD: Optimizer {
 
     public func loadStateDict(_ state: StateDict, parameters: [String: Parameter]) throws(StateDictError) {
         let grouped = try _groupOptimizerState(state, parameters: parameters, perParameter: ["momentum_buffer": .float],
-                                               global: [], optimizer: "SGD")
+                                               global: ["lr": .float], optimizer: "SGD")
         velocities = [:]
+        if let lr = state["lr"] { learningRate = lr.floatTensor.scalar }
         for (key, entries) in grouped {
             velocities[key] = entries["momentum_buffer"]?.floatTensor.scalars
         }
@@ -184,17 +188,17 @@ public final class SGD: Optimizer {
 /// - Parameters:
 ///   - perParameter: the state names the optimizer keeps per parameter, with `.float` (shape of the
 ///     parameter) or `.integer` (a scalar) kinds.
-///   - global: the names of optimizer-wide scalars (e.g. `step_count`).
+///   - global: the optimizer-wide scalars (e.g. `step_count`, `lr`) and their kinds.
 func _groupOptimizerState(_ state: StateDict, parameters: [String: Parameter],
-                          perParameter: [String: StateValue.Kind], global: Set<String>,
+                          perParameter: [String: StateValue.Kind], global: [String: StateValue.Kind],
                           optimizer: String) throws(StateDictError) -> [ObjectIdentifier: [String: StateValue]] {
     var grouped: [ObjectIdentifier: [String: StateValue]] = [:]
     var unexpected: [String] = []
     var mismatched: [StateDictError.Mismatch] = []
     for (key, value) in state {
-        if global.contains(key) {
-            if value.kind != .integer || value.shape != [] {
-                mismatched.append(.init(key: key, expected: "int64[]", found: value.description))
+        if let kind = global[key] {
+            if value.kind != kind || value.shape != [] {
+                mismatched.append(.init(key: key, expected: kind == .float ? "float[]" : "int64[]", found: value.description))
             }
             continue
         }

@@ -186,6 +186,7 @@ struct OptimizerStateTests {
         let saved = (model: reference.stateDict(), optimizer: referenceOptimizer.stateDict(parameterNames: names(reference)))
         if usesSGD {
             #expect(saved.optimizer.keys.sorted().first == "bn.bias.momentum_buffer")
+            #expect(saved.optimizer["lr"]?.floatTensor.scalar == 0.05)
         } else {
             #expect(saved.optimizer["fc1.weight.exp_avg"]?.shape == [3, 4])
             #expect(saved.optimizer["fc1.weight.step"]?.integerScalar == 2)
@@ -194,6 +195,7 @@ struct OptimizerStateTests {
         try trainSteps(reference, referenceOptimizer, steps: 2)
 
         let resumed = SmallNet(seed: 5), resumedOptimizer = makeOptimizer(resumed)
+        resumedOptimizer.learningRate = 1   // restored from the state, as torch.optim's load_state_dict does
         try resumed.loadStateDict(saved.model)
         try resumedOptimizer.loadStateDict(saved.optimizer,
                                            parameters: Dictionary(uniqueKeysWithValues: resumed.namedParameters()))
