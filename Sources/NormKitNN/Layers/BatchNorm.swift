@@ -1,5 +1,4 @@
 import NormKitCore
-import Synchronization
 
 /// How batch normalization folds a batch's statistics into its running estimates.
 ///
@@ -121,14 +120,22 @@ public class BatchNorm: Module {
     public private(set) var weight: Parameter?
     /// β, `bias` in PyTorch, `beta` in Keras. Initially 0.
     public private(set) var bias: Parameter?
+    /// The running estimates, when tracked and built.
+    var running: RunningStatistics?
     /// Running mean per feature; initially 0.
-    public internal(set) var runningMean: Tensor?
+    public internal(set) var runningMean: Tensor? {
+        get { running?.mean }
+        set { running!.mean = newValue! }
+    }
     /// Running variance per feature; initially 1.
-    public internal(set) var runningVariance: Tensor?
+    public internal(set) var runningVariance: Tensor? {
+        get { running?.variance }
+        set { running!.variance = newValue! }
+    }
     /// Batches folded into the running estimates so far.
-    public internal(set) var numBatchesTracked: Int = 0
+    public var numBatchesTracked: Int { running?.batchesTracked ?? 0 }
     /// Training batches whose statistics were not finite and were left out of the running estimates.
-    public private(set) var nonFiniteBatchCount: Int = 0
+    public var nonFiniteBatchCount: Int { running?.nonFiniteBatches ?? 0 }
     /// The statistics of the last forward that used batch statistics (for inspection and tests).
     /// With ghost batches: the whole batch's mean and the pooled biased within-ghost-batch
     /// variance (what the running estimates follow); `lastGhostBatchStatistics` has each one's.
@@ -175,11 +182,7 @@ public class BatchNorm: Module {
         // Checked once every setting is stored, so that the message can name the layer.
         let name = "\(type(of: self))(\(featureCount.map(String.init) ?? "featureCount: nil"))"
         precondition(epsilon > 0, "\(name): epsilon must be > 0, got \(epsilon) (PyTorch's default is 1e-5, Keras' 1e-3)")
-        switch runningAverage {
-        case .newBatchWeight(let w): precondition(w >= 0 && w <= 1, "\(name): newBatchWeight must be in [0, 1], got \(w)")
-        case .oldValueWeight(let m): precondition(m >= 0 && m <= 1, "\(name): oldValueWeight must be in [0, 1], got \(m)")
-        case .cumulativeAverage: break
-        }
+        runningAverage.validate(layer: name)
         precondition(renormalization == nil || tracksRunningStatistics,
                      "\(name): Batch Renormalization corrects toward the running statistics, so it needs tracksRunningStatistics: true")
         if let ghostBatchSize {
@@ -197,8 +200,7 @@ public class BatchNorm: Module {
             bias = Parameter(.zeros([featureCount]), isTrainable: affineTrainableOverride ?? true)
         }
         if tracksRunningStatistics {
-            runningMean = .zeros([featureCount])
-            runningVariance = .ones([featureCount])
+            running = RunningStatistics(featureCount: featureCount)
         }
     }
 
@@ -395,42 +397,20 @@ public class BatchNorm: Module {
     /// batches of M = `statistics.count` values in all make the unbiased pooled
     /// variance Σmₖσₖ²/(M − groupCount) = σ²·M/(M − groupCount); one group is m/(m − 1).
     private func updateRunningStatistics(with statistics: BatchNormStatistics, groupCount: Int) {
-        guard statistics.isFinite else {
-            nonFiniteBatchCount += 1
-            BatchNorm.warnOnce("warning: \(description) saw a batch with non-finite statistics (NaN or ∞ in the input); "
-                               + "it was left out of the running mean and variance (nonFiniteBatchCount counts such batches).")
-            return
-        }
-        numBatchesTracked += 1
-        let factor = runningAverage.newBatchFactor(batchesTracked: numBatchesTracked)
         let m = Double(statistics.count), k = Double(groupCount)
         let correction = storesUnbiasedVariance && m > k ? m / (m - k) : 1
-        runningMean!.withUnsafeMutableBufferPointer { mean in
-            runningVariance!.withUnsafeMutableBufferPointer { variance in
-                for c in mean.indices {
-                    mean[c] = Float((1 - factor) * Double(mean[c]) + factor * Double(statistics.mean[c]))
-                    variance[c] = Float((1 - factor) * Double(variance[c]) + factor * Double(statistics.variance[c]) * correction)
-                }
-            }
-        }
+        running!.fold(average: runningAverage, layer: description,
+                      batchMean: { Double(statistics.mean[$0]) },
+                      batchVariance: { Double(statistics.variance[$0]) * correction })
     }
 
     // MARK: Buffers
 
     /// PyTorch's buffer names; none when running statistics are not tracked (as in PyTorch).
-    public override func ownBuffers() -> [(String, StateValue)] {
-        guard let runningMean, let runningVariance else { return [] }
-        return [("running_mean", .float(runningMean)), ("running_var", .float(runningVariance)),
-                ("num_batches_tracked", .integer(numBatchesTracked))]
-    }
+    public override func ownBuffers() -> [(String, StateValue)] { running?.buffers ?? [] }
 
     public override func setOwnBuffer(_ name: String, to value: StateValue) {
-        switch name {
-        case "running_mean": runningMean = value.floatTensor
-        case "running_var": runningVariance = value.floatTensor
-        case "num_batches_tracked": numBatchesTracked = value.integerScalar!
-        default: preconditionFailure("\(description) has no buffer '\(name)'")
-        }
+        running!.setBuffer(name, to: value, layer: description)
     }
 
     public override var description: String {
@@ -439,11 +419,6 @@ public class BatchNorm: Module {
             + (featureAxis == 1 ? "" : ", featureAxis: \(featureAxis)")
             + (ghostBatchSize.map { ", ghostBatchSize: \($0)" } ?? "")
             + (renormalization.map { ", \($0)" } ?? "") + ")"
-    }
-
-    private static let warned = Atomic<Bool>(false)
-    static func warnOnce(_ message: String) {
-        if !warned.exchange(true, ordering: .relaxed) { printToStandardError(message) }
     }
 }
 

@@ -1,5 +1,4 @@
 import NormKitCore
-import Synchronization
 
 /// Errors an instance-norm layer throws for input it cannot normalize.
 public enum InstanceNormError: Error, Sendable, CustomStringConvertible, Equatable {
@@ -63,25 +62,23 @@ public class InstanceNorm: Module {
     public private(set) var weight: Parameter?
     /// β per channel. Initially 0.
     public private(set) var bias: Parameter?
+    /// The running estimates, when tracked.
+    var running: RunningStatistics?
     /// Running mean per channel when tracked; initially 0.
-    public internal(set) var runningMean: Tensor?
+    public var runningMean: Tensor? { running?.mean }
     /// Running (unbiased) variance per channel when tracked; initially 1.
-    public internal(set) var runningVariance: Tensor?
+    public var runningVariance: Tensor? { running?.variance }
     /// Batches folded into the running estimates so far.
-    public internal(set) var numBatchesTracked: Int = 0
+    public var numBatchesTracked: Int { running?.batchesTracked ?? 0 }
     /// Training batches whose statistics were not finite and were left out of the running estimates.
-    public private(set) var nonFiniteBatchCount: Int = 0
+    public var nonFiniteBatchCount: Int { running?.nonFiniteBatches ?? 0 }
 
     init(featureCount: Int, spatialRank: Int, epsilon: Float, runningAverage: RunningAverage, affine: Bool,
          tracksRunningStatistics: Bool) {
         let name = "InstanceNorm\(spatialRank)d"
         precondition(featureCount > 0, "\(name): featureCount must be positive, got \(featureCount)")
         precondition(epsilon > 0, "\(name): epsilon must be > 0, got \(epsilon)")
-        switch runningAverage {
-        case .newBatchWeight(let w): precondition(w >= 0 && w <= 1, "\(name): newBatchWeight must be in [0, 1], got \(w)")
-        case .oldValueWeight(let m): precondition(m >= 0 && m <= 1, "\(name): oldValueWeight must be in [0, 1], got \(m)")
-        case .cumulativeAverage: break
-        }
+        runningAverage.validate(layer: name)
         self.featureCount = featureCount
         self.spatialRank = spatialRank
         self.epsilon = epsilon
@@ -92,10 +89,7 @@ public class InstanceNorm: Module {
             weight = Parameter(.ones([featureCount]))
             bias = Parameter(.zeros([featureCount]))
         }
-        if tracksRunningStatistics {
-            runningMean = .zeros([featureCount])
-            runningVariance = .ones([featureCount])
-        }
+        if tracksRunningStatistics { running = RunningStatistics(featureCount: featureCount) }
         super.init()
     }
 
@@ -143,50 +137,24 @@ public class InstanceNorm: Module {
     /// Folds the batch average of the instance statistics into the running
     /// estimates (PyTorch: the instance statistics of every sample, averaged).
     private func updateRunningStatistics(with statistics: GroupNormStatistics, batch: Int) {
-        guard statistics.isFinite else {
-            nonFiniteBatchCount += 1
-            InstanceNorm.warnOnce("warning: \(description) saw a batch with non-finite statistics (NaN or ∞ in the "
-                                  + "input); it was left out of the running mean and variance "
-                                  + "(nonFiniteBatchCount counts such batches).")
-            return
-        }
-        numBatchesTracked += 1
-        let factor = runningAverage.newBatchFactor(batchesTracked: numBatchesTracked)
         let m = Double(statistics.count)
         let correction = m > 1 ? m / (m - 1) : 1
-        runningMean!.withUnsafeMutableBufferPointer { mean in
-            runningVariance!.withUnsafeMutableBufferPointer { variance in
-                for c in 0..<featureCount {
-                    var meanOfMeans = 0.0, meanOfVariances = 0.0
-                    for n in 0..<batch {
-                        meanOfMeans += Double(statistics.mean[n * featureCount + c])
-                        meanOfVariances += Double(statistics.variance[n * featureCount + c]) * correction
-                    }
-                    meanOfMeans /= Double(batch)
-                    meanOfVariances /= Double(batch)
-                    mean[c] = Float((1 - factor) * Double(mean[c]) + factor * meanOfMeans)
-                    variance[c] = Float((1 - factor) * Double(variance[c]) + factor * meanOfVariances)
-                }
-            }
+        let channels = featureCount
+        func averageOverBatch(_ values: [Float], channel c: Int) -> Double {
+            (0..<batch).reduce(0.0) { $0 + Double(values[$1 * channels + c]) } / Double(batch)
         }
+        running!.fold(average: runningAverage, layer: description,
+                      batchMean: { averageOverBatch(statistics.mean, channel: $0) },
+                      batchVariance: { averageOverBatch(statistics.variance, channel: $0) * correction })
     }
 
     // MARK: Buffers
 
     /// PyTorch's buffer names, present only with `tracksRunningStatistics` (as in PyTorch).
-    public override func ownBuffers() -> [(String, StateValue)] {
-        guard let runningMean, let runningVariance else { return [] }
-        return [("running_mean", .float(runningMean)), ("running_var", .float(runningVariance)),
-                ("num_batches_tracked", .integer(numBatchesTracked))]
-    }
+    public override func ownBuffers() -> [(String, StateValue)] { running?.buffers ?? [] }
 
     public override func setOwnBuffer(_ name: String, to value: StateValue) {
-        switch name {
-        case "running_mean": runningMean = value.floatTensor
-        case "running_var": runningVariance = value.floatTensor
-        case "num_batches_tracked": numBatchesTracked = value.integerScalar!
-        default: preconditionFailure("\(description) has no buffer '\(name)'")
-        }
+        running!.setBuffer(name, to: value, layer: description)
     }
 
     public override var description: String {
@@ -194,11 +162,6 @@ public class InstanceNorm: Module {
         if isAffine { options.append("affine: true") }
         if tracksRunningStatistics { options.append("tracksRunningStatistics: true, \(runningAverage)") }
         return "InstanceNorm\(spatialRank)d(\(featureCount), \(options.joined(separator: ", ")))"
-    }
-
-    private static let warned = Atomic<Bool>(false)
-    private static func warnOnce(_ message: String) {
-        if !warned.exchange(true, ordering: .relaxed) { printToStandardError(message) }
     }
 }
 
