@@ -13,7 +13,8 @@ public enum LayerBuilder {
 
 /// Layers applied one after another (Keras' `Sequential`, PyTorch's `nn.Sequential`).
 ///
-/// Sub-modules are named by position ("layers.0", "layers.1", …). With an
+/// Sub-modules are named by position ("0", "1", …), as in PyTorch's
+/// `nn.Sequential`, so a state dict moves between the two unchanged. With an
 /// `inputShape` (without the batch axis, as in Keras) every layer is built at
 /// once, so parameters exist before `compile`.
 public final class Sequential: Module {
@@ -26,6 +27,11 @@ public final class Sequential: Module {
 
     public convenience init(@LayerBuilder _ content: () -> [Module]) {
         self.init(content())
+    }
+
+    /// The layers named by position, as `nn.Sequential` names them ("0.weight", not "layers.0.weight").
+    public override func namedChildren() -> [(String, Module)] {
+        layers.enumerated().map { (String($0.offset), $0.element) }
     }
 
     public convenience init(inputShape: [Int], @LayerBuilder _ content: () -> [Module]) {

@@ -129,7 +129,7 @@ struct LayerNormTests {
             LayerNormalization()
             ReLU()
         }
-        #expect(model.namedParameters().map(\.0).contains("layers.1.weight"))
+        #expect(model.namedParameters().map(\.0).contains("1.weight"))
         let y = try model(tensor(randomDoubles(8, seed: 908), shape: [2, 4]))
         #expect(y.shape == [2, 6])
     }

@@ -52,7 +52,7 @@ struct GlobalRandomTests {
             ReLU()
             second
         }
-        #expect(model.namedParameters().map(\.0) == ["layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias"])
+        #expect(model.namedParameters().map(\.0) == ["0.weight", "0.bias", "2.weight", "2.bias"])
         #expect(first.weight?.shape == [4, 6])
         #expect(second.weight?.shape == [2, 4])
         #expect(Dense(3, useBias: false).description == "Linear(? → 3, no bias)")

@@ -26,12 +26,12 @@ struct ModuleTests {
     func sequentialParameterNames() {
         let (model, _) = nestedModel()
         #expect(model.namedParameters().map(\.0) == [
-            "layers.0.weight", "layers.0.bias",
-            "layers.1.layers.0.weight", "layers.1.layers.0.bias",
-            "layers.2.weight", "layers.2.bias",
+            "0.weight", "0.bias",
+            "1.0.weight", "1.0.bias",
+            "2.weight", "2.bias",
         ])
-        #expect(model.namedModules().map(\.0) == ["", "layers.0", "layers.1", "layers.1.layers.0", "layers.1.layers.1",
-                                                  "layers.2"])
+        #expect(model.namedModules().map(\.0) == ["", "0", "1", "1.0", "1.1",
+                                                  "2"])
         #expect(model.parameterCount == (4 * 3 + 3) + (3 + 3) + (3 * 2 + 2))
     }
 
@@ -72,7 +72,7 @@ struct ModuleTests {
         let (model, inner) = nestedModel()
         inner.eval()
         for (name, module) in model.namedModules() {
-            #expect(module.mode == (name.hasPrefix("layers.1") ? .inference : .training), "\(name)")
+            #expect(module.mode == (name.hasPrefix("1") ? .inference : .training), "\(name)")
         }
     }
 
@@ -111,7 +111,7 @@ struct ModuleTests {
     func summaryListsModules() {
         let (model, _) = nestedModel()
         let summary = model.summary()
-        #expect(summary.contains("layers.0"))
+        #expect(summary.contains("0"))
         #expect(summary.contains("Linear(4 → 3)"))
         #expect(summary.contains("params: 15"))
         #expect(summary.contains("total parameters: \(model.parameterCount)"))

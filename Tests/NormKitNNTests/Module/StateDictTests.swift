@@ -67,13 +67,13 @@ struct StateDictTests {
             InstanceNorm1d(4, affine: true, tracksRunningStatistics: true)
         }
         #expect(model.namedState().map(\.0) == [
-            "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias",
-            "layers.3.weight", "layers.3.bias", "layers.3.running_mean", "layers.3.running_var", "layers.3.num_batches_tracked",
+            "0.weight", "0.bias", "1.weight", "1.bias",
+            "3.weight", "3.bias", "3.running_mean", "3.running_var", "3.num_batches_tracked",
         ])
         let tracked = try #require(model.layers[3] as? InstanceNorm)
         var state = model.stateDict()
-        state["layers.3.running_var"] = .float(Tensor([2, 3, 4, 5]))
-        state["layers.3.num_batches_tracked"] = .integer(6)
+        state["3.running_var"] = .float(Tensor([2, 3, 4, 5]))
+        state["3.num_batches_tracked"] = .integer(6)
         try model.loadStateDict(state)
         #expect(tracked.runningVariance?.scalars == [2, 3, 4, 5] && tracked.numBatchesTracked == 6)
     }
@@ -151,8 +151,8 @@ struct StateDictTests {
     @Test("a layer defined elsewhere joins state dicts by overriding ownBuffers and setOwnBuffer")
     func customBuffersJoin() throws {
         let model = Sequential { CountingLayer() }
-        #expect(model.stateDict().keys.sorted() == ["layers.0.seen", "layers.0.total"])
-        try model.loadStateDict(["layers.0.seen": .integer(41), "layers.0.total": .float(Tensor([1, 2]))])
+        #expect(model.stateDict().keys.sorted() == ["0.seen", "0.total"])
+        try model.loadStateDict(["0.seen": .integer(41), "0.total": .float(Tensor([1, 2]))])
         let layer = try #require(model.layers[0] as? CountingLayer)
         #expect(layer.seen == 41 && layer.total.scalars == [1, 2])
     }
