@@ -42,10 +42,12 @@ let package = Package(
         .target(name: "NormKitIO", dependencies: ["NormKitCore", "NormKitNN"]),
         // The umbrella users import.
         .target(name: "NormKit", dependencies: ["NormKitCore", "NormKitNN", "NormKitData", "NormKitIO"]),
+        // `normkit study`: paired experiments with and without BN, SVG line plots, verdicts and reports.
+        .target(name: "NormKitStudy", dependencies: ["NormKit"]),
 
         .executableTarget(
             name: "normkit",
-            dependencies: ["NormKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["NormKit", "NormKitStudy", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "KerasStyleExample", dependencies: ["NormKit"], path: "Examples/KerasStyle"),
         .executableTarget(name: "PyTorchStyleExample", dependencies: ["NormKit"], path: "Examples/PyTorchStyle"),
@@ -53,6 +55,7 @@ let package = Package(
         .testTarget(name: "NormKitCoreTests", dependencies: ["NormKitCore"]),
         .testTarget(name: "NormKitNNTests", dependencies: ["NormKitNN", "NormKitCore"]),
         .testTarget(name: "NormKitDataTests", dependencies: ["NormKitData"]),
+        .testTarget(name: "NormKitStudyTests", dependencies: ["NormKitStudy", "NormKit"]),
         // Golden values from an independent NumPy implementation (the script sits beside its fixtures).
         .testTarget(
             name: "BatchNormGoldenTests",

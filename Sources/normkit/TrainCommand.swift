@@ -1,5 +1,6 @@
 import ArgumentParser
 import NormKit
+import NormKitStudy
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,6 +39,9 @@ struct Train: ParsableCommand {
 
     @Option(help: ArgumentHelp("Write the trained model (safetensors, PyTorch names) to FILE.", valueName: "FILE"))
     var save: String?
+
+    @Option(help: "Write training and test loss and accuracy per epoch to this SVG file.")
+    var plot: String?
 
     @OptionGroup var compute: ComputeOptions
 
@@ -83,6 +87,7 @@ struct Train: ParsableCommand {
         }
         let result = try model.evaluate(dataset.test)
         print("test_loss=\(fixed(result.loss, 4))")
+        if let plot { try TrainingPlot.write(history, to: plot) }
         print("test_accuracy=\(fixed(result.accuracy, 4))")
     }
 }

@@ -32,7 +32,7 @@ public struct ProgressReporter {
     }
 
     /// Called after each step; redraws at most 10 times a second.
-    mutating func stepFinished(epoch: Int, epochs: Int, step: Int, steps: Int, started: Double,
+    public mutating func stepFinished(epoch: Int, epochs: Int, step: Int, steps: Int, started: Double,
                                loss: Double, accuracy: Double?) {
         guard useBar, !silent else { return }
         let now = monotonicSeconds()
@@ -49,7 +49,7 @@ public struct ProgressReporter {
     }
 
     /// Called once per epoch with its summary.
-    mutating func epochFinished(_ line: String) {
+    public mutating func epochFinished(_ line: String) {
         guard !silent else { return }
         if useBar { writeStandardOutput("\r\u{1B}[2K") }
         writeStandardOutput(line + "\n")
