@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "NormKitCoreTests", dependencies: ["NormKitCore"]),
         .testTarget(name: "NormKitNNTests", dependencies: ["NormKitNN", "NormKitCore"]),
         .testTarget(name: "NormKitDataTests", dependencies: ["NormKitData"]),
-        .testTarget(name: "NormKitStudyTests", dependencies: ["NormKitStudy", "NormKit"]),
+        .testTarget(name: "NormKitStudyTests", dependencies: ["NormKitStudy", "NormKit", "NormKitNN"]),
         // Golden values from an independent NumPy implementation (the script sits beside its fixtures).
         .testTarget(
             name: "BatchNormGoldenTests",

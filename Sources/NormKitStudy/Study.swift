@@ -211,7 +211,7 @@ public enum Study {
                      .init("with BN, test", x: epochs, y: bn.testAccuracy, color: "#1f77b4"),
                      .init("without BN, train", x: epochs, y: no.trainAccuracy, dashed: true, color: "#d62728"),
                      .init("without BN, test", x: epochs, y: no.testAccuracy, color: "#d62728")],
-            width: 520)
+            integerXTicks: true, width: 520)
         return ReportSection(
             id: "seed-model", title: "5. The seed model",
             paragraphs: ["`normkit train`'s model (784 → Linear 64 → BatchNorm → ReLU → Linear 10 → softmax) against the same "

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
+@testable import NormKitNN  // History has no public initializer: fit makes it
 @testable import NormKitStudy
 import Testing
 
@@ -78,11 +79,32 @@ struct PlotTests {
     func ticks() {
         #expect(niceTicks(lower: 0, upper: 1) == [0, 0.2, 0.4, 0.6, 0.8, 1])
         #expect(niceTicks(lower: 0, upper: 1500) == [0, 500, 1000, 1500])
+        #expect(niceTicks(lower: 1, upper: 3) == [1, 1.5, 2, 2.5, 3])
+        #expect(niceTicks(lower: 1, upper: 3, minimumStep: 1) == [1, 2, 3])
         #expect(niceTicks(lower: -3.2, upper: 4.9) == [-2, 0, 2, 4])
         #expect(niceTicks(lower: 37, upper: 50_000) == [10_000, 20_000, 30_000, 40_000, 50_000])
         #expect(tickLabel(50_000, ticks: [0, 50_000]) == "50k")
         #expect(tickLabel(0.25, ticks: [0, 0.25, 0.5]) == "0.25")
         #expect(tickLabel(0.001, ticks: [0.001, 0.01]) == "0.001")
+    }
+
+    @Test("train --plot: loss and accuracy panels, training and test lines, each exactly the history's numbers")
+    func trainingPlot() throws {
+        var history = History()
+        history.loss = [0.9, 0.6, 0.5]
+        history.accuracy = [0.7, 0.8, 0.83]
+        history.validationLoss = [0.7, 0.55, 0.52]
+        history.validationAccuracy = [0.76, 0.81, 0.82]
+        let row = TrainingPlot.plot(history)
+        let lines = try parsedPolylines(row.svg())
+        #expect(lines.map { $0.series } == ["training", "test", "training", "test"])
+        let expected = [history.loss, history.validationLoss, history.accuracy, history.validationAccuracy]
+        for (index, (line, values)) in zip(lines, expected).enumerated() {
+            let layout = row.plots[index / 2].layout
+            #expect(line.points.map { ($0.1 * 100).rounded() } == values.map { (layout.pixelY($0) * 100).rounded() })
+            #expect(line.points.map { ($0.0 * 100).rounded() } == [1.0, 2, 3].map { (layout.pixelX($0) * 100).rounded() })
+        }
+        #expect(row.plots[0].layout.xTicks == [1, 2, 3])
     }
 
     @Test("text is escaped: titles with & and < stay well-formed")

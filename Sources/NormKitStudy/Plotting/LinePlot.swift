@@ -39,17 +39,20 @@ public struct LinePlot: Sendable {
     public var xScale: Scale
     /// Fixed y range (e.g. 0…1 for accuracy); nil fits the data.
     public var yRange: ClosedRange<Double>?
+    /// Whole-number x ticks only (epochs).
+    public var integerXTicks: Bool
     public var width: Double
     public var height: Double
 
     public init(title: String, xLabel: String, yLabel: String, series: [Series] = [], xScale: Scale = .linear,
-                yRange: ClosedRange<Double>? = nil, width: Double = 440, height: Double = 330) {
+                yRange: ClosedRange<Double>? = nil, integerXTicks: Bool = false, width: Double = 440, height: Double = 330) {
         self.title = title
         self.xLabel = xLabel
         self.yLabel = yLabel
         self.series = series
         self.xScale = xScale
         self.yRange = yRange
+        self.integerXTicks = integerXTicks
         self.width = width
         self.height = height
     }
@@ -114,7 +117,8 @@ public struct LinePlot: Sendable {
         let xDomain: ClosedRange<Double>, xTicks: [Double]
         switch xScale {
         case .linear:
-            (xDomain, xTicks) = niceAxis(lower: xs.min() ?? 0, upper: xs.max() ?? 1, padToTicks: false)
+            (xDomain, xTicks) = niceAxis(lower: xs.min() ?? 0, upper: xs.max() ?? 1, padToTicks: false,
+                                         minimumStep: integerXTicks ? 1 : 0)
         case .logarithmic:
             (xDomain, xTicks) = logarithmicAxis(lower: xs.min() ?? 1, upper: xs.max() ?? 10)
         }
@@ -261,9 +265,10 @@ public struct PlotRow: Sendable {
 // MARK: Ticks
 
 /// "Nice" tick values (1, 2 or 5 × 10ᵏ apart) covering lower…upper, about `count` of them.
-public func niceTicks(lower: Double, upper: Double, count: Int = 5) -> [Double] {
+/// `minimumStep` keeps ticks apart by at least that much (1 for whole numbers).
+public func niceTicks(lower: Double, upper: Double, count: Int = 5, minimumStep: Double = 0) -> [Double] {
     guard upper > lower else { return [lower] }
-    let step = niceStep((upper - lower) / Double(max(count, 1)))
+    let step = max(niceStep((upper - lower) / Double(max(count, 1))), minimumStep)
     let first = (lower / step).rounded(.up), last = (upper / step).rounded(.down)
     guard first <= last else { return [lower] }
     return stride(from: first, through: last, by: 1).map { ($0 * step * 1e12).rounded() / 1e12 }
@@ -277,7 +282,7 @@ func niceStep(_ raw: Double) -> Double {
 }
 
 /// A domain that contains the data (widened to whole ticks when `padToTicks`) and its ticks.
-func niceAxis(lower: Double, upper: Double, padToTicks: Bool) -> (ClosedRange<Double>, [Double]) {
+func niceAxis(lower: Double, upper: Double, padToTicks: Bool, minimumStep: Double = 0) -> (ClosedRange<Double>, [Double]) {
     var (lower, upper) = (lower, upper)
     if upper - lower < 1e-12 * max(1, abs(upper)) {
         let pad = max(abs(upper) * 0.05, 1e-6)
@@ -287,7 +292,7 @@ func niceAxis(lower: Double, upper: Double, padToTicks: Bool) -> (ClosedRange<Do
         let step = niceStep((upper - lower) / 5)
         (lower, upper) = ((lower / step).rounded(.down) * step, (upper / step).rounded(.up) * step)
     }
-    return (lower...upper, niceTicks(lower: lower, upper: upper))
+    return (lower...upper, niceTicks(lower: lower, upper: upper, minimumStep: minimumStep))
 }
 
 /// Whole decades around the data, with a tick at each power of ten.

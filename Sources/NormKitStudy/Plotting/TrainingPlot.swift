@@ -9,7 +9,8 @@ public enum TrainingPlot {
         func panel(_ title: String, train: [Double], test: [Double], yRange: ClosedRange<Double>?) -> LinePlot {
             var series = [LinePlot.Series("training", x: epochs, y: train, dashed: true, color: "#1f77b4")]
             if test.count == epochs.count { series.append(.init("test", x: epochs, y: test, color: "#d62728")) }
-            return LinePlot(title: title, xLabel: "epoch", yLabel: title.lowercased(), series: series, yRange: yRange)
+            return LinePlot(title: title, xLabel: "epoch", yLabel: title.lowercased(), series: series, yRange: yRange,
+                            integerXTicks: true)
         }
         var panels = [panel("Loss", train: history.loss, test: history.validationLoss, yRange: nil)]
         if history.accuracy.count == epochs.count {
