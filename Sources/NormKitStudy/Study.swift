@@ -147,8 +147,8 @@ public enum Study {
         func accuracy(_ run: SigmoidRunResult) -> Double { run.divergedAtStep == nil ? run.final.testAccuracy : 1 / Double(classes) }
         let x = grid
         return LinePlot(title: title, xLabel: xLabel, yLabel: "final test accuracy",
-                        series: [.init("with BN", x: x, y: grid.indices.map { accuracy(runs[2 * $0]) }),
-                                 .init("without BN", x: x, y: grid.indices.map { accuracy(runs[2 * $0 + 1]) })],
+                        series: [.init("with BN", x: x, y: grid.indices.map { accuracy(runs[2 * $0]) }, markers: true),
+                                 .init("without BN", x: x, y: grid.indices.map { accuracy(runs[2 * $0 + 1]) }, markers: true)],
                         xScale: .logarithmic, yRange: 0...1, width: 520)
     }
 

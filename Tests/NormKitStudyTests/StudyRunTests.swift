@@ -36,7 +36,7 @@ struct StudyRunTests {
             let csv = try String(contentsOfFile: "\(directory)/\(id).csv", encoding: .utf8)
             let lines = try parsedPolylines(svg)
             let finiteRows = csv.split(separator: "\n").dropFirst().filter { !$0.hasSuffix(",nan") && !$0.hasSuffix("inf") }
-            let circles = svg.components(separatedBy: "<circle").count - 1
+            let circles = svg.components(separatedBy: "<circle data-series").count - 1  // lone points, not markers
             #expect(lines.reduce(0) { $0 + $1.points.count } + circles == finiteRows.count, "\(id)")
         }
         // Figure 1: one evaluation every 4 steps (the last is the end), percentiles ordered.

@@ -16,17 +16,21 @@ public struct LinePlot: Sendable {
         public var dashed: Bool
         /// A CSS colour; nil picks the next one from the palette.
         public var color: String?
+        /// A dot at every point, for sparse grids (sweeps).
+        public var markers: Bool
 
-        public init(_ name: String, points: [PlotPoint], dashed: Bool = false, color: String? = nil) {
+        public init(_ name: String, points: [PlotPoint], dashed: Bool = false, color: String? = nil, markers: Bool = false) {
             self.name = name
             self.points = points
             self.dashed = dashed
             self.color = color
+            self.markers = markers
         }
 
-        public init(_ name: String, x: [Double], y: [Double], dashed: Bool = false, color: String? = nil) {
+        public init(_ name: String, x: [Double], y: [Double], dashed: Bool = false, color: String? = nil,
+                    markers: Bool = false) {
             precondition(x.count == y.count, "Series \(name): \(x.count) x values but \(y.count) y values")
-            self.init(name, points: zip(x, y).map { PlotPoint(x: $0, y: $1) }, dashed: dashed, color: color)
+            self.init(name, points: zip(x, y).map { PlotPoint(x: $0, y: $1) }, dashed: dashed, color: color, markers: markers)
         }
     }
 
@@ -182,6 +186,12 @@ public struct LinePlot: Sendable {
                     out += "<polyline data-series=\"\(escapeXML(series.name))\" fill=\"none\" "
                         + "stroke=\"\(color(ofSeries: index))\" stroke-width=\"1.8\"\(dash) "
                         + "points=\"\(points.joined(separator: " "))\"/>\n"
+                    if series.markers {
+                        for point in run {
+                            out += "<circle cx=\"\(format(frame.pixelX(point.x)))\" cy=\"\(format(frame.pixelY(point.y)))\" "
+                                + "r=\"3\" fill=\"\(color(ofSeries: index))\"/>\n"
+                        }
+                    }
                 }
             }
         }
