@@ -270,7 +270,7 @@ struct SectionProgress {
     mutating func step(loss: Double) {
         done += 1
         reporter.stepFinished(epoch: section, epochs: Study.sectionCount, step: min(done, steps), steps: steps,
-                              started: started, loss: loss, accuracy: nil)
+                              started: started, loss: loss, accuracy: nil, phase: "Section")
     }
 
     /// One run, its steps counted towards the section.

@@ -31,9 +31,10 @@ public struct ProgressReporter {
         }
     }
 
-    /// Called after each step; redraws at most 10 times a second.
+    /// Called after each step; redraws at most 10 times a second. `phase` names what
+    /// `epoch` counts ("Section" for `normkit study`).
     public mutating func stepFinished(epoch: Int, epochs: Int, step: Int, steps: Int, started: Double,
-                               loss: Double, accuracy: Double?) {
+                                      loss: Double, accuracy: Double?, phase: String = "Epoch") {
         guard useBar, !silent else { return }
         let now = monotonicSeconds()
         guard step == steps || now - lastDraw >= 0.1 else { return }
@@ -43,7 +44,7 @@ public struct ProgressReporter {
         let width = 24
         let filled = steps > 0 ? width * step / steps : width
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        var line = "\rEpoch \(epoch)/\(epochs) \(bar) \(step)/\(steps) ETA \(formatSeconds(eta)) loss \(fixed(loss, 4))"
+        var line = "\r\(phase) \(epoch)/\(epochs) \(bar) \(step)/\(steps) ETA \(formatSeconds(eta)) loss \(fixed(loss, 4))"
         if let accuracy { line += " accuracy \(fixed(accuracy, 4))" }
         writeStandardOutput(line)
     }
