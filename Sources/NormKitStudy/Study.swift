@@ -25,7 +25,7 @@ public enum Study {
                 seed: seed, evaluationInterval: configuration.evaluationInterval), data: data)
         }
         let figure1 = figure1Section(configuration, runs: figureRuns)
-        tracker.end(figure1.verdict)
+        tracker.end(figure1.verdicts)
 
         // 2: learning rates.
         tracker.begin(2, "learning rates", steps: 2 * configuration.learningRateGrid.count * configuration.sweepSteps)
@@ -37,7 +37,7 @@ public enum Study {
             }
         }
         let learningRates = learningRateSection(configuration, runs: learningRateRuns)
-        tracker.end(learningRates.verdict)
+        tracker.end(learningRates.verdicts)
 
         // 3: initial scales.
         tracker.begin(3, "initialization", steps: 2 * configuration.sigmaGrid.count * configuration.sweepSteps)
@@ -49,11 +49,11 @@ public enum Study {
             }
         }
         let initialization = initializationSection(configuration, runs: sigmaRuns)
-        tracker.end(initialization.verdict)
+        tracker.end(initialization.verdicts)
 
         tracker.begin(4, "train–test gap", steps: 0)
         let gap = gapSection(configuration, runs: figureRuns, trainProbeCount: data.trainProbe.count)
-        tracker.end(gap.verdict)
+        tracker.end(gap.verdicts)
 
         // 5: the seed model.
         let seedBatchSize = 32
@@ -64,7 +64,7 @@ public enum Study {
                              dataset: dataset, seed: seed) { tracker.step(loss: $0) }
         }
         let seedModel = seedModelSection(configuration, runs: seedRuns)
-        tracker.end(seedModel.verdict)
+        tracker.end(seedModel.verdicts)
 
         let sections = [figure1, learningRates, initialization, gap, seedModel]
         let elapsed = monotonicSeconds() - started
@@ -82,8 +82,10 @@ public enum Study {
             "Took \(fixed(elapsed, 0)) s with \(Threading.count) threads.",
         ]
         var verdicts: [String: Verdict] = [:]
-        for section in sections { verdicts[section.id] = section.verdict }
-        verdicts["figure1-distribution"] = stabilityVerdict(figureRuns)
+        for section in sections {
+            verdicts[section.id] = section.verdict
+            for part in section.verdicts.dropFirst() { verdicts["\(section.id) \(part.label)"] = part.verdict }
+        }
         let results = StudyResults(configuration: configuration, data: dataDescription, figure1: figureRuns,
                                    learningRateSweep: learningRateRuns, initializationSweep: sigmaRuns, seedModel: seedRuns,
                                    verdicts: verdicts, elapsedSeconds: elapsed)
@@ -115,11 +117,11 @@ public enum Study {
             paragraphs: [
                 "(a) Test accuracy against training steps, with and without BN. (b, c) The 15th, 50th and 85th "
                     + "percentiles, over the test set, of the input to one sigmoid of the last hidden layer (unit 0): "
-                    + "the linear layer's output without BN, the BN layer's output with it.",
-                "Distribution: " + stability.text,
+                    + "the linear layer's output without BN, the BN layer's output with it. They are measured in inference "
+                    + "mode, so with BN they follow the running statistics, which wobble from batch to batch.",
             ],
             figure: PlotRow([accuracy, distribution(no, "(b) Without BN"), distribution(bn, "(c) With BN")]),
-            table: nil, verdict: speed)
+            table: nil, verdicts: [LabeledVerdict("(a)", speed), LabeledVerdict("(b, c)", stability)])
     }
 
     static func stabilityVerdict(_ runs: [SigmoidRunResult]) -> Verdict {
@@ -165,7 +167,8 @@ public enum Study {
                 + "a diverged run is plotted at chance."],
             figure: PlotRow([sweepPlot(title: "Final test accuracy against learning rate", xLabel: "learning rate (SGD)",
                                        grid: grid, runs: runs, classes: 10)]),
-            table: sweepTable("learning rate", grid: grid, runs: runs, threshold: threshold), verdict: verdict)
+            table: sweepTable("learning rate", grid: grid, runs: runs, threshold: threshold),
+            verdicts: [LabeledVerdict(verdict)])
     }
 
     static func initializationSection(_ configuration: StudyConfiguration, runs: [SigmoidRunResult]) -> ReportSection {
@@ -180,7 +183,8 @@ public enum Study {
                 + "\(number(configuration.learningRate))) from weights drawn with each σ. A diverged run counts as chance."],
             figure: PlotRow([sweepPlot(title: "Final test accuracy against initial σ", xLabel: "σ of the initial weights",
                                        grid: grid, runs: runs, classes: 10)]),
-            table: sweepTable("σ", grid: grid, runs: runs, threshold: configuration.trainsThreshold), verdict: verdict)
+            table: sweepTable("σ", grid: grid, runs: runs, threshold: configuration.trainsThreshold),
+            verdicts: [LabeledVerdict(verdict)])
     }
 
     static func gapSection(_ configuration: StudyConfiguration, runs: [SigmoidRunResult], trainProbeCount: Int) -> ReportSection {
@@ -199,7 +203,7 @@ public enum Study {
             paragraphs: ["Accuracy of the Figure-1 runs on the first \(grouped(trainProbeCount)) training images (dashed) and on the test set "
                 + "(solid), both in inference mode. The gap is taken at the last step. Training sets of other sizes or more "
                 + "steps may change it: BN also fits faster, which widens a gap at a fixed step budget."],
-            figure: PlotRow([plot]), table: nil, verdict: verdict)
+            figure: PlotRow([plot]), table: nil, verdicts: [LabeledVerdict(verdict)])
     }
 
     static func seedModelSection(_ configuration: StudyConfiguration, runs: [SeedModelResult]) -> ReportSection {
@@ -220,7 +224,7 @@ public enum Study {
             figure: PlotRow([plot]),
             table: ReportTable(header: ["epoch", "with BN: test", "without BN: test"],
                                rows: bn.testAccuracy.indices.map { ["\($0 + 1)", percent(bn.testAccuracy[$0]), percent(no.testAccuracy[$0])] }),
-            verdict: Verdicts.seedModel(withBN: bn.testAccuracy, withoutBN: no.testAccuracy))
+            verdicts: [LabeledVerdict(Verdicts.seedModel(withBN: bn.testAccuracy, withoutBN: no.testAccuracy))])
     }
 }
 
@@ -286,8 +290,8 @@ struct SectionProgress {
         return result
     }
 
-    mutating func end(_ verdict: Verdict) {
+    mutating func end(_ verdicts: [LabeledVerdict]) {
         reporter.epochFinished("Section \(section)/\(Study.sectionCount) \(name) - \(fixed(monotonicSeconds() - started, 1))s - "
-            + verdict.text)
+            + verdicts.map { ($0.label.isEmpty ? "" : "\($0.label) ") + $0.verdict.text }.joined(separator: " "))
     }
 }

@@ -49,7 +49,10 @@ struct StudyRunTests {
         }
         #expect(report.sections.count == 5)
         let markdown = try String(contentsOfFile: "\(directory)/README.md", encoding: .utf8)
-        for section in report.sections { #expect(markdown.contains("**Verdict:** \(section.verdict.text)")) }
+        for section in report.sections {
+            for verdict in section.verdicts { #expect(markdown.contains("**\(verdict.heading):** \(verdict.verdict.text)")) }
+        }
+        #expect(report.sections[0].verdicts.map(\.label) == ["(a)", "(b, c)"])
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(directory)/results.json")))
         #expect((json as? [String: Any])?["figure1"] != nil)
         _ = try XMLDocument(xmlString: String(contentsOfFile: "\(directory)/index.html", encoding: .utf8)

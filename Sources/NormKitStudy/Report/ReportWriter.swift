@@ -39,7 +39,10 @@ public enum ReportWriter {
     public static func markdown(_ report: StudyReport) -> String {
         var lines = ["# \(report.title)", ""]
         lines += report.setup.map { "- \($0)" } + [""]
-        lines += ["## Verdicts", ""] + report.sections.map { "- **\($0.title)**: \($0.verdict.text)" } + [""]
+        lines += ["## Verdicts", ""] + report.sections.map { section in
+            "- **\(section.title)**: " + section.verdicts.map { ($0.label.isEmpty ? "" : "\($0.label) ") + $0.verdict.text }
+                .joined(separator: " ")
+        } + [""]
         for section in report.sections {
             lines += ["## \(section.title)", ""]
             for paragraph in section.paragraphs { lines += [paragraph, ""] }
@@ -52,7 +55,7 @@ public enum ReportWriter {
                 lines += table.rows.map { "| " + $0.joined(separator: " | ") + " |" }
                 lines.append("")
             }
-            lines += ["**Verdict:** \(section.verdict.text)", ""]
+            for verdict in section.verdicts { lines += ["**\(verdict.heading):** \(verdict.verdict.text)", ""] }
         }
         lines += ["Raw numbers: [results.json](results.json).", ""]
         return lines.joined(separator: "\n")
@@ -83,8 +86,10 @@ public enum ReportWriter {
                 out += table.rows.map { "<tr>" + $0.map { "<td>\(escapeXML($0))</td>" }.joined() + "</tr>\n" }.joined()
                 out += "</table>\n"
             }
-            out += "<p class=\"verdict\(section.verdict.supported ? "" : " unsupported")\"><b>Verdict:</b> "
-                + "\(escapeXML(section.verdict.text))</p>\n"
+            for verdict in section.verdicts {
+                out += "<p class=\"verdict\(verdict.verdict.supported ? "" : " unsupported")\"><b>\(verdict.heading):</b> "
+                    + "\(escapeXML(verdict.verdict.text))</p>\n"
+            }
         }
         return out + "<p>Raw numbers: <a href=\"results.json\">results.json</a>.</p>\n</body></html>\n"
     }

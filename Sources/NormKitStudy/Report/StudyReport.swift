@@ -16,7 +16,28 @@ public struct ReportSection: Sendable {
     public var paragraphs: [String]
     public var figure: PlotRow?
     public var table: ReportTable?
+    /// The section's verdicts; Figure 1 has one for (a) and one for (b, c), the others one each.
+    public var verdicts: [LabeledVerdict]
+
+    /// The first (main) verdict.
+    public var verdict: Verdict { verdicts[0].verdict }
+}
+
+/// A verdict with the part of the section it judges ("(a)", or "" for the whole section).
+public struct LabeledVerdict: Sendable {
+    public var label: String
     public var verdict: Verdict
+
+    public init(_ label: String, _ verdict: Verdict) {
+        self.label = label
+        self.verdict = verdict
+    }
+
+    /// The verdict on a whole section.
+    public init(_ verdict: Verdict) { self.init("", verdict) }
+
+    /// "Verdict (a)" or "Verdict".
+    public var heading: String { label.isEmpty ? "Verdict" : "Verdict \(label)" }
 }
 
 public struct ReportTable: Sendable {
