@@ -1,0 +1,207 @@
+// 2-d pooling over image planes: max (with the arg-max saved for backward),
+// average, and global average. Every kernel works plane by plane on
+// (planes, H, W) buffers, planes = batch·channels of an NCHW tensor, and
+// spreads the planes over threads.
+
+/// Planes per thread chunk: whole planes, a few chunks per thread.
+@inline(__always)
+private func _planeChunks(_ planes: Int, planeSize: Int) -> Int {
+    // Below ~32k values the threads' start-up costs more than the work.
+    Threading.count == 1 || planes * planeSize < 1 << 15 ? 1 : min(planes, Threading.count * 2)
+}
+
+/// Max pooling forward: each output is the largest value in its window (padding never wins);
+/// a NaN in a window wins, as in PyTorch.
+///
+/// - Parameters:
+///   - input: (planes, H, W).
+///   - output: (planes, oH, oW); every value is written.
+///   - argmax: (planes, oH, oW): the flat index ih·W + iw, within its plane, of the value chosen.
+/// - Precondition: every window holds at least one input position (padding ≤ half the window).
+public func maxPool2DForward(input: UnsafePointer<Float>, planes: Int, window w: SlidingWindow,
+                             output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
+    let (height, width) = (w.inputSize.height, w.inputSize.width)
+    let (outHeight, outWidth) = (w.outputSize.height, w.outputSize.width)
+    let chunks = _planeChunks(planes, planeSize: height * width)
+    nonisolated(unsafe) let (x, y, indices) = (input, output, argmax)
+    Threading.parallelFor(chunks: chunks) { chunk in
+        for plane in planes * chunk / chunks..<planes * (chunk + 1) / chunks {
+            let source = x + plane * height * width
+            let target = y + plane * outHeight * outWidth
+            let targetIndices = indices + plane * outHeight * outWidth
+            for outRow in 0..<outHeight {
+                let rowStart = outRow * w.stride.height - w.padding.height
+                for outColumn in 0..<outWidth {
+                    let columnStart = outColumn * w.stride.width - w.padding.width
+                    var best = -Float.infinity
+                    var bestIndex = -1
+                    for i in 0..<w.window.height {
+                        let row = rowStart + i * w.dilation.height
+                        guard row >= 0 && row < height else { continue }
+                        for j in 0..<w.window.width {
+                            let column = columnStart + j * w.dilation.width
+                            guard column >= 0 && column < width else { continue }
+                            let value = source[row * width + column]
+                            if value > best || value.isNaN || bestIndex < 0 {
+                                best = value
+                                bestIndex = row * width + column
+                                if value.isNaN { break }
+                            }
+                        }
+                        if best.isNaN { break }
+                    }
+                    precondition(bestIndex >= 0, "maxPool2D: a window at (\(outRow), \(outColumn)) covers only padding")
+                    target[outRow * outWidth + outColumn] = best
+                    targetIndices[outRow * outWidth + outColumn] = Int32(bestIndex)
+                }
+            }
+        }
+    }
+}
+
+/// Max pooling backward: each output's gradient goes to the input position it was taken from
+/// (summed where windows overlap and pick the same position).
+///
+/// - Parameters:
+///   - outputGradient: (planes, oH, oW).
+///   - argmax: (planes, oH, oW), from `maxPool2DForward`.
+///   - inputGradient: (planes, H, W); overwritten.
+public func maxPool2DBackward(outputGradient: UnsafePointer<Float>, argmax: UnsafePointer<Int32>, planes: Int,
+                              window w: SlidingWindow, inputGradient: UnsafeMutablePointer<Float>) {
+    let inputPlane = w.inputSize.height * w.inputSize.width
+    let outputPlane = w.outputSize.height * w.outputSize.width
+    let chunks = _planeChunks(planes, planeSize: inputPlane)
+    nonisolated(unsafe) let (dy, indices, dx) = (outputGradient, argmax, inputGradient)
+    Threading.parallelFor(chunks: chunks) { chunk in
+        let first = planes * chunk / chunks, last = planes * (chunk + 1) / chunks
+        (dx + first * inputPlane).update(repeating: 0, count: (last - first) * inputPlane)
+        for plane in first..<last {
+            let target = dx + plane * inputPlane
+            let gradient = dy + plane * outputPlane
+            let chosen = indices + plane * outputPlane
+            for position in 0..<outputPlane { target[Int(chosen[position])] += gradient[position] }
+        }
+    }
+}
+
+/// The divisor of one average-pooling window: the whole window when padding counts
+/// (PyTorch's `count_include_pad=True`), else the input positions it covers.
+@inline(__always)
+private func _averageDivisor(_ w: SlidingWindow, rows: Range<Int>, columns: Range<Int>, countsPadding: Bool) -> Float {
+    countsPadding ? Float(w.window.height * w.window.width) : Float(rows.count * columns.count)
+}
+
+/// Window taps of output position `o` that land inside the input along one axis.
+@inline(__always)
+private func _taps(output o: Int, input: Int, window: Int, stride: Int, padding: Int, dilation: Int) -> Range<Int> {
+    let start = o * stride - padding
+    // taps t with 0 ≤ start + t·dilation < input
+    let lower = start >= 0 ? 0 : (-start + dilation - 1) / dilation
+    let upper = min(window, (input - 1 - start) < 0 ? 0 : (input - 1 - start) / dilation + 1)
+    return lower < upper ? lower..<upper : lower..<lower
+}
+
+/// Average pooling forward: each output is the mean of its window.
+///
+/// - Parameters:
+///   - input: (planes, H, W).
+///   - output: (planes, oH, oW); every value is written.
+///   - countsPadding: divide by the whole window (true, PyTorch's default) or by the input
+///     positions inside it (false). A window of padding only gives 0 when padding is not counted.
+public func averagePool2DForward(input: UnsafePointer<Float>, planes: Int, window w: SlidingWindow, countsPadding: Bool,
+                                 output: UnsafeMutablePointer<Float>) {
+    let (height, width) = (w.inputSize.height, w.inputSize.width)
+    let (outHeight, outWidth) = (w.outputSize.height, w.outputSize.width)
+    let chunks = _planeChunks(planes, planeSize: height * width)
+    nonisolated(unsafe) let (x, y) = (input, output)
+    Threading.parallelFor(chunks: chunks) { chunk in
+        for plane in planes * chunk / chunks..<planes * (chunk + 1) / chunks {
+            let source = x + plane * height * width
+            let target = y + plane * outHeight * outWidth
+            for outRow in 0..<outHeight {
+                let rows = _taps(output: outRow, input: height, window: w.window.height, stride: w.stride.height,
+                                 padding: w.padding.height, dilation: w.dilation.height)
+                let rowStart = outRow * w.stride.height - w.padding.height
+                for outColumn in 0..<outWidth {
+                    let columns = _taps(output: outColumn, input: width, window: w.window.width, stride: w.stride.width,
+                                        padding: w.padding.width, dilation: w.dilation.width)
+                    let columnStart = outColumn * w.stride.width - w.padding.width
+                    var total: Float = 0
+                    for i in rows {
+                        let line = source + (rowStart + i * w.dilation.height) * width + columnStart
+                        for j in columns { total += line[j * w.dilation.width] }
+                    }
+                    let divisor = _averageDivisor(w, rows: rows, columns: columns, countsPadding: countsPadding)
+                    target[outRow * outWidth + outColumn] = divisor > 0 ? total / divisor : 0
+                }
+            }
+        }
+    }
+}
+
+/// Average pooling backward: each output's gradient, divided by its window's divisor, is added
+/// to every input position of the window.
+///
+/// - Parameters:
+///   - outputGradient: (planes, oH, oW).
+///   - inputGradient: (planes, H, W); overwritten.
+public func averagePool2DBackward(outputGradient: UnsafePointer<Float>, planes: Int, window w: SlidingWindow,
+                                  countsPadding: Bool, inputGradient: UnsafeMutablePointer<Float>) {
+    let (height, width) = (w.inputSize.height, w.inputSize.width)
+    let (outHeight, outWidth) = (w.outputSize.height, w.outputSize.width)
+    let chunks = _planeChunks(planes, planeSize: height * width)
+    nonisolated(unsafe) let (dy, dx) = (outputGradient, inputGradient)
+    Threading.parallelFor(chunks: chunks) { chunk in
+        for plane in planes * chunk / chunks..<planes * (chunk + 1) / chunks {
+            let gradient = dy + plane * outHeight * outWidth
+            let target = dx + plane * height * width
+            target.update(repeating: 0, count: height * width)
+            for outRow in 0..<outHeight {
+                let rows = _taps(output: outRow, input: height, window: w.window.height, stride: w.stride.height,
+                                 padding: w.padding.height, dilation: w.dilation.height)
+                let rowStart = outRow * w.stride.height - w.padding.height
+                for outColumn in 0..<outWidth {
+                    let columns = _taps(output: outColumn, input: width, window: w.window.width, stride: w.stride.width,
+                                        padding: w.padding.width, dilation: w.dilation.width)
+                    let columnStart = outColumn * w.stride.width - w.padding.width
+                    let divisor = _averageDivisor(w, rows: rows, columns: columns, countsPadding: countsPadding)
+                    guard divisor > 0 else { continue }
+                    let share = gradient[outRow * outWidth + outColumn] / divisor
+                    for i in rows {
+                        let line = target + (rowStart + i * w.dilation.height) * width + columnStart
+                        for j in columns { line[j * w.dilation.width] += share }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Global average pooling forward: the mean of each plane.
+///
+/// - Parameters:
+///   - input: (planes, planeSize).
+///   - output: (planes).
+public func globalAveragePoolForward(input: UnsafePointer<Float>, planes: Int, planeSize: Int,
+                                     output: UnsafeMutablePointer<Float>) {
+    precondition(planeSize > 0, "globalAveragePool: empty planes")
+    for plane in 0..<planes {
+        let source = input + plane * planeSize
+        // A Double accumulator: planes of 10⁴–10⁵ values lose digits in a Float sum.
+        var total = 0.0
+        for i in 0..<planeSize { total += Double(source[i]) }
+        output[plane] = Float(total / Double(planeSize))
+    }
+}
+
+/// Global average pooling backward: each plane's gradient spread evenly over the plane.
+///
+/// - Parameters:
+///   - outputGradient: (planes).
+///   - inputGradient: (planes, planeSize); overwritten.
+public func globalAveragePoolBackward(outputGradient: UnsafePointer<Float>, planes: Int, planeSize: Int,
+                                      inputGradient: UnsafeMutablePointer<Float>) {
+    for plane in 0..<planes {
+        (inputGradient + plane * planeSize).update(repeating: outputGradient[plane] / Float(planeSize), count: planeSize)
+    }
+}

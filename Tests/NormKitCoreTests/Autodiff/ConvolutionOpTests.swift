@@ -1,0 +1,234 @@
+import NormKitCore
+import Testing
+
+// Double references written from the definitions, index by index.
+
+/// Cross-correlation as PyTorch defines it, seven nested loops:
+/// y[n, o, i, j] = b[o] + Σ_{c in o's group, p, q} w[o, c, p, q]·x[n, g·Cin/g + c, i·s − pad + p·d, j·s − pad + q·d].
+func referenceConv2D(_ x: DoubleTensor, _ w: DoubleTensor, _ b: DoubleTensor?, stride: Size2D, padding: Size2D,
+                     dilation: Size2D, groups: Int) -> DoubleTensor {
+    let (batch, inChannels, height, width) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (outChannels, groupChannels, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+    let outHeight = (height + 2 * padding.height - dilation.height * (kh - 1) - 1) / stride.height + 1
+    let outWidth = (width + 2 * padding.width - dilation.width * (kw - 1) - 1) / stride.width + 1
+    precondition(inChannels == groupChannels * groups)
+    let outPerGroup = outChannels / groups
+    var y = [Double](repeating: 0, count: batch * outChannels * outHeight * outWidth)
+    for n in 0..<batch {
+        for o in 0..<outChannels {
+            let group = o / outPerGroup
+            for i in 0..<outHeight {
+                for j in 0..<outWidth {
+                    var total = b?.values[o] ?? 0
+                    for c in 0..<groupChannels {
+                        for p in 0..<kh {
+                            for q in 0..<kw {
+                                let row = i * stride.height - padding.height + p * dilation.height
+                                let column = j * stride.width - padding.width + q * dilation.width
+                                guard row >= 0, row < height, column >= 0, column < width else { continue }
+                                let channel = group * groupChannels + c
+                                total += w.values[((o * groupChannels + c) * kh + p) * kw + q]
+                                    * x.values[((n * inChannels + channel) * height + row) * width + column]
+                            }
+                        }
+                    }
+                    y[((n * outChannels + o) * outHeight + i) * outWidth + j] = total
+                }
+            }
+        }
+    }
+    return DoubleTensor(y, shape: [batch, outChannels, outHeight, outWidth])
+}
+
+/// Pooling in Double: for each output, the window's input positions (padding excluded), combined.
+func referencePool2D(_ x: DoubleTensor, kernel: Size2D, stride: Size2D, padding: Size2D, dilation: Size2D,
+                     combine: ([Double]) -> Double) -> DoubleTensor {
+    let (batch, channels, height, width) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let outHeight = (height + 2 * padding.height - dilation.height * (kernel.height - 1) - 1) / stride.height + 1
+    let outWidth = (width + 2 * padding.width - dilation.width * (kernel.width - 1) - 1) / stride.width + 1
+    var y: [Double] = []
+    for plane in 0..<batch * channels {
+        for i in 0..<outHeight {
+            for j in 0..<outWidth {
+                var window: [Double] = []
+                for p in 0..<kernel.height {
+                    for q in 0..<kernel.width {
+                        let row = i * stride.height - padding.height + p * dilation.height
+                        let column = j * stride.width - padding.width + q * dilation.width
+                        if row >= 0, row < height, column >= 0, column < width {
+                            window.append(x.values[(plane * height + row) * width + column])
+                        }
+                    }
+                }
+                y.append(combine(window))
+            }
+        }
+    }
+    return DoubleTensor(y, shape: [batch, channels, outHeight, outWidth])
+}
+
+/// One convolution configuration under test.
+struct ConvCase: Sendable, CustomTestStringConvertible {
+    let name: String
+    let input: [Int]              // (N, Cin, H, W)
+    let outChannels: Int
+    let kernel: Size2D
+    var stride: Size2D = 1
+    var padding: Size2D = 0
+    var dilation: Size2D = 1
+    var groups = 1
+    var bias = true
+
+    var weightShape: [Int] { [outChannels, input[1] / groups, kernel.height, kernel.width] }
+    var testDescription: String { name }
+
+    static let all: [ConvCase] = [
+        ConvCase(name: "3×3 pad 1 (the CNN's layer)", input: [2, 3, 5, 6], outChannels: 4, kernel: 3, padding: 1),
+        ConvCase(name: "stride 2 that does not divide the size", input: [2, 2, 7, 6], outChannels: 3, kernel: 3, stride: 2),
+        ConvCase(name: "dilation 2, rectangular kernel and padding", input: [1, 2, 6, 7], outChannels: 3,
+                 kernel: [2, 3], padding: [2, 1], dilation: 2),
+        ConvCase(name: "groups 2 without bias", input: [2, 4, 5, 5], outChannels: 6, kernel: 3, padding: 1, groups: 2,
+                 bias: false),
+        ConvCase(name: "kernel larger than the input, with padding", input: [2, 2, 2, 3], outChannels: 2, kernel: 5,
+                 padding: 2),
+        ConvCase(name: "1×1 pointwise", input: [3, 4, 3, 3], outChannels: 5, kernel: 1),
+        ConvCase(name: "stride (2, 1), padding (1, 0)", input: [2, 2, 5, 4], outChannels: 2, kernel: [3, 2],
+                 stride: [2, 1], padding: [1, 0]),
+    ]
+}
+
+@Suite("conv2D and pooling ops")
+struct ConvolutionOpTests {
+    @Test("conv2D forward matches the 7-loop Double reference and its gradients match finite differences",
+          arguments: ConvCase.all)
+    func convolution(_ c: ConvCase) {
+        var inputs = [randomValues(c.input, seed: 1), randomValues(c.weightShape, in: -0.5...0.5, seed: 2)]
+        if c.bias { inputs.append(randomValues([c.outChannels], seed: 3)) }
+        expectGradientsMatchFiniteDifferences(at: inputs) { t in
+            conv2D(t[0], weight: t[1], bias: c.bias ? t[2] : nil, stride: c.stride, padding: c.padding,
+                   dilation: c.dilation, groups: c.groups)
+        } reference: { d in
+            referenceConv2D(d[0], d[1], c.bias ? d[2] : nil, stride: c.stride, padding: c.padding,
+                            dilation: c.dilation, groups: c.groups)
+        }
+    }
+
+    @Test("conv2D gives the same result on one thread and on several")
+    func convolutionThreadCountInvariant() {
+        let x = randomValues([5, 3, 9, 8], seed: 4).tensor
+        let w = randomValues([4, 3, 3, 3], seed: 5).tensor
+        let saved = Threading.count
+        defer { Threading.count = saved }
+        Threading.count = 1
+        let serial = conv2D(x, weight: w, bias: nil, padding: 1)
+        Threading.count = 3
+        let parallel = conv2D(x, weight: w, bias: nil, padding: 1)
+        #expect(serial.scalars == parallel.scalars)
+    }
+
+    @Test("conv2D's output size follows PyTorch's floor formula")
+    func convolutionOutputShape() {
+        let y = conv2D(Tensor.zeros([1, 1, 7, 6]), weight: Tensor.zeros([2, 1, 3, 3]), bias: nil, stride: 2)
+        #expect(y.shape == [1, 2, 3, 2])   // ⌊(7 − 3)/2⌋ + 1, ⌊(6 − 3)/2⌋ + 1
+        let padded = conv2D(Tensor.zeros([1, 1, 2, 3]), weight: Tensor.zeros([1, 1, 5, 5]), bias: nil, padding: 2)
+        #expect(padded.shape == [1, 1, 2, 3])
+    }
+
+    struct PoolCase: Sendable, CustomTestStringConvertible {
+        let name: String
+        let input: [Int]
+        let kernel: Size2D
+        var stride: Size2D? = nil
+        var padding: Size2D = 0
+        var dilation: Size2D = 1
+        var testDescription: String { name }
+
+        static let all: [PoolCase] = [
+            PoolCase(name: "2×2 (the CNN's pool) on 7×6: the last row is left out", input: [2, 3, 7, 6], kernel: 2),
+            PoolCase(name: "3×3 stride 2 pad 1", input: [2, 2, 5, 6], kernel: 3, stride: 2, padding: 1),
+            PoolCase(name: "overlapping 2×3 stride 1", input: [1, 2, 4, 5], kernel: [2, 3], stride: 1),
+        ]
+    }
+
+    @Test("maxPool2D matches the reference and sends each gradient to the arg-max", arguments: PoolCase.all)
+    func maxPooling(_ c: PoolCase) {
+        expectGradientsMatchFiniteDifferences(at: [randomValues(c.input, seed: 6)]) { t in
+            maxPool2D(t[0], kernelSize: c.kernel, stride: c.stride, padding: c.padding, dilation: c.dilation)
+        } reference: { d in
+            referencePool2D(d[0], kernel: c.kernel, stride: c.stride ?? c.kernel, padding: c.padding,
+                            dilation: c.dilation) { $0.max()! }
+        }
+    }
+
+    @Test("maxPool2D with dilation 2 matches the reference")
+    func dilatedMaxPooling() {
+        expectGradientsMatchFiniteDifferences(at: [randomValues([1, 2, 6, 6], seed: 7)]) { t in
+            maxPool2D(t[0], kernelSize: 2, stride: 1, dilation: 2)
+        } reference: { d in
+            referencePool2D(d[0], kernel: 2, stride: 1, padding: 0, dilation: 2) { $0.max()! }
+        }
+    }
+
+    @Test("maxPool2D lets a NaN win its window, as PyTorch does")
+    func maxPoolingPropagatesNaN() {
+        let x = Tensor([1, .nan, 3, 2], shape: [1, 1, 2, 2])
+        #expect(maxPool2D(x, kernelSize: 2).scalar.isNaN)
+    }
+
+    @Test("averagePool2D matches the reference, padding counted or not", arguments: PoolCase.all, [true, false])
+    func averagePooling(_ c: PoolCase, countsPadding: Bool) {
+        let kernelArea = Double(c.kernel.height * c.kernel.width)
+        expectGradientsMatchFiniteDifferences(at: [randomValues(c.input, seed: 8)]) { t in
+            averagePool2D(t[0], kernelSize: c.kernel, stride: c.stride, padding: c.padding, countsPadding: countsPadding)
+        } reference: { d in
+            referencePool2D(d[0], kernel: c.kernel, stride: c.stride ?? c.kernel, padding: c.padding, dilation: 1) {
+                $0.reduce(0, +) / (countsPadding ? kernelArea : Double($0.count))
+            }
+        }
+    }
+
+    @Test("globalAveragePool2D is the mean of each plane")
+    func globalAveragePooling() {
+        expectGradientsMatchFiniteDifferences(at: [randomValues([3, 4, 3, 5], seed: 9)]) { t in
+            globalAveragePool2D(t[0])
+        } reference: { d in
+            let planeSize = 15
+            let means = (0..<12).map { plane in d[0].values[plane * planeSize..<(plane + 1) * planeSize].reduce(0, +) / 15 }
+            return DoubleTensor(means, shape: [3, 4])
+        }
+    }
+}
+
+@Suite("dropout op")
+struct DropoutOpTests {
+    @Test("dropout with a fixed mask scales kept values by 1/(1 − p), zeroes the rest, and its gradient matches")
+    func fixedMask() {
+        let keep: [UInt8] = [1, 0, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0]
+        let p = 0.25
+        expectGradientsMatchFiniteDifferences(at: [randomValues([3, 4], seed: 10)]) { t in
+            dropout(t[0], keep: keep, probability: Float(p))
+        } reference: { d in
+            DoubleTensor(zip(d[0].values, keep).map { $1 == 1 ? $0 / (1 - p) : 0 }, shape: d[0].shape)
+        }
+    }
+
+    @Test("a seeded generator draws the same mask, and about p of the values are dropped")
+    func seededMask() {
+        let x = Tensor.ones([100, 100])
+        var first = SeededGenerator(seed: 11), second = SeededGenerator(seed: 11)
+        let a = dropout(x, probability: 0.3, generator: &first)
+        let b = dropout(x, probability: 0.3, generator: &second)
+        #expect(a.scalars == b.scalars)
+        let dropped = Double(a.scalars.filter { $0 == 0 }.count) / 10_000
+        #expect(abs(dropped - 0.3) < 0.02)   // 4.4 standard deviations of a binomial(10⁴, 0.3) fraction
+        #expect(a.scalars.allSatisfy { $0 == 0 || abs($0 - 1 / 0.7) < 1e-6 })
+    }
+
+    @Test("dropout with p = 1 drops everything and p = 0 keeps everything unscaled")
+    func extremes() {
+        let x = randomValues([4, 5], seed: 12).tensor
+        var generator = SeededGenerator(seed: 13)
+        #expect(dropout(x, probability: 1, generator: &generator).scalars.allSatisfy { $0 == 0 })
+        #expect(dropout(x, probability: 0, generator: &generator).scalars == x.scalars)
+    }
+}
