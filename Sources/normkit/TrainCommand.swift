@@ -2,11 +2,24 @@ import ArgumentParser
 import NormKit
 import NormKitStudy
 
+/// The models `normkit train` can train.
+enum TrainModel: String, ExpressibleByArgument, CaseIterable {
+    /// SeedMLP: 784 → Linear 64 → BatchNorm → ReLU → Linear 10 → softmax.
+    case mlp
+    /// SeedCNN: two Conv-BatchNorm-ReLU-MaxPool blocks, Linear 3136 → 128 → BatchNorm → ReLU → Linear 10.
+    case cnn
+
+    var defaultBatchSize: Int { self == .mlp ? 32 : 64 }
+}
+
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train the seed model (784 → Linear 64 → BatchNorm → ReLU → Linear 10 → softmax) on Fashion-MNIST.",
+        abstract: "Train the seed MLP or the small BatchNorm CNN on Fashion-MNIST.",
         discussion: """
-            Adam (learning rate 1e-3), sparse categorical cross-entropy, shuffled each epoch. \
+            mlp: 784 → Linear 64 → BatchNorm → ReLU → Linear 10 → softmax, sparse categorical cross-entropy. \
+            cnn: Conv 1→32 3×3 pad 1, BN, ReLU, MaxPool 2; Conv 32→64 3×3 pad 1, BN, ReLU, MaxPool 2; \
+            Flatten; Linear 3136→128, BN, ReLU; Linear 128→10, cross-entropy on the logits (PyTorch's \
+            peers/torch_cnn.py). Adam (learning rate 1e-3), shuffled each epoch. \
             Without --data it uses the Fashion-MNIST slice embedded in NormKit (10,000 training and \
             2,000 test images). The last line is `test_accuracy=…` for scripts.
             """
@@ -18,8 +31,11 @@ struct Train: ParsableCommand {
     @Option(help: "Passes over the training set.")
     var epochs = 5
 
-    @Option(help: "Examples per training step.")
-    var batchSize = 32
+    @Option(help: "The model: mlp (the seed model) or cnn (the small convolutional network).")
+    var model: TrainModel = .mlp
+
+    @Option(help: "Examples per training step (default: 32 for mlp, 64 for cnn).")
+    var batchSize: Int?
 
     @Option(help: "Adam's learning rate.")
     var learningRate: Float = 1e-3
@@ -27,7 +43,7 @@ struct Train: ParsableCommand {
     @Option(help: "Seed for initial weights and shuffling.")
     var seed: UInt64 = 0
 
-    @Flag(help: "Leave out the batch-normalization layer (the comparison model).")
+    @Flag(help: "Leave out the batch-normalization layers (the comparison model).")
     var noBatchnorm = false
 
     @Option(help: ArgumentHelp("Save a checkpoint (model, optimizer, epoch, random state) into DIR after every epoch.",
@@ -48,6 +64,7 @@ struct Train: ParsableCommand {
     func validate() throws {
         if resume && checkpoint == nil { throw ValidationError("--resume needs --checkpoint DIR to resume from") }
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
+        let batchSize = batchSize ?? model.defaultBatchSize
         guard batchSize >= 2 else { throw ValidationError("--batch-size must be at least 2 (batch norm needs two values per feature), got \(batchSize)") }
         guard learningRate > 0 else { throw ValidationError("--learning-rate must be positive, got \(learningRate)") }
     }
@@ -58,10 +75,23 @@ struct Train: ParsableCommand {
         print("data: \(data ?? "embedded Fashion-MNIST slice"): \(dataset.train.count) training, \(dataset.test.count) test images; threads: \(Threading.count)")
 
         GlobalRandom.seed(seed)
-        let model = SeedMLP(inputFeatures: dataset.train.featureCount, classes: max(dataset.train.classCount, 10),
-                            batchNorm: !noBatchnorm)
-        print(model.summary())
-        model.compile(optimizer: Adam(learningRate: learningRate), loss: .sparseCategoricalCrossentropy, metrics: [.accuracy])
+        let batchSize = batchSize ?? model.defaultBatchSize
+        let classes = max(dataset.train.classCount, 10)
+        let network: Module
+        let trainingData: any BatchSource, testData: any BatchSource
+        switch model {
+        case .mlp:
+            network = SeedMLP(inputFeatures: dataset.train.featureCount, classes: classes, batchNorm: !noBatchnorm)
+            network.compile(optimizer: Adam(learningRate: learningRate), loss: .sparseCategoricalCrossentropy,
+                            metrics: [.accuracy])
+            (trainingData, testData) = (dataset.train, dataset.test)
+        case .cnn:
+            network = SeedCNN(imageSize: Size2D(dataset.train.rows, dataset.train.columns), classes: classes,
+                              batchNorm: !noBatchnorm)
+            network.compile(optimizer: Adam(learningRate: learningRate), loss: .crossEntropy, metrics: [.accuracy])
+            (trainingData, testData) = (dataset.train.channelsFirst, dataset.test.channelsFirst)
+        }
+        print(network.summary())
         // A last batch of one example cannot be batch-normalized in training: drop it, as PyTorch's drop_last would.
         let dropLast = !noBatchnorm && dataset.train.count % batchSize == 1
         let shuffling = SeededGenerator(seed: seed &+ 1)
@@ -71,21 +101,21 @@ struct Train: ParsableCommand {
             if resume {
                 print(checkpoints.latestPath().map { "resuming from \($0)" } ?? "no checkpoint in \(checkpoint): starting at epoch 1")
             }
-            history = try model.fit(dataset.train, epochs: epochs, batchSize: batchSize, dropsLastPartialBatch: dropLast,
-                                    validationData: dataset.test, generator: shuffling, checkpoints: checkpoints,
-                                    resume: resume).history
+            history = try network.fit(trainingData, epochs: epochs, batchSize: batchSize, dropsLastPartialBatch: dropLast,
+                                      validationData: testData, generator: shuffling, checkpoints: checkpoints,
+                                      resume: resume).history
         } else {
-            history = try model.fit(dataset.train, epochs: epochs, batchSize: batchSize, dropsLastPartialBatch: dropLast,
-                                    validationData: dataset.test, generator: shuffling)
+            history = try network.fit(trainingData, epochs: epochs, batchSize: batchSize, dropsLastPartialBatch: dropLast,
+                                      validationData: testData, generator: shuffling)
         }
         let seconds = history.epochSeconds
         let mean = seconds.reduce(0, +) / Double(max(seconds.count, 1))
         print("seconds_per_epoch=\(fixed(mean, 3)) (min \(fixed(seconds.min() ?? 0, 3)))")
         if let save {
-            try model.save(to: save)
+            try network.save(to: save)
             print("saved: \(save)")
         }
-        let result = try model.evaluate(dataset.test)
+        let result = try network.evaluate(testData)
         print("test_loss=\(fixed(result.loss, 4))")
         if let plot { try TrainingPlot.write(history, to: plot) }
         print("test_accuracy=\(fixed(result.accuracy, 4))")

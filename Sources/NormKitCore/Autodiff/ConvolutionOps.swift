@@ -40,9 +40,10 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Size2
     let wantsBias = bias?.requiresGradient ?? false
     let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
     output.record("conv2D", inputs: inputs) { g in
-        var dx = wantsInput ? Tensor.zeros(geometry.inputShape) : nil
-        var dw = wantsWeight ? Tensor.zeros(geometry.weightShape) : nil
-        var db = wantsBias ? Tensor.zeros([geometry.outChannels]) : nil
+        // Uninitialized: conv2DBackward overwrites every gradient it is given.
+        var dx = wantsInput ? Tensor(shape: geometry.inputShape) { _ in } : nil
+        var dw = wantsWeight ? Tensor(shape: geometry.weightShape) { _ in } : nil
+        var db = wantsBias ? Tensor(shape: [geometry.outChannels]) { _ in } : nil
         x.withUnsafeBufferPointer { px in
             w.withUnsafeBufferPointer { pw in
                 g.withUnsafeBufferPointer { pg in

@@ -53,6 +53,10 @@ public struct Conv2DGeometry: Sendable, Equatable {
     var isPointwise: Bool {
         kernelSize == Size2D(1) && window.stride == Size2D(1) && window.padding == Size2D(0)
     }
+    /// Stride 1 with output rows as wide as input rows ("same" padding along the width).
+    var keepsRowWidth: Bool {
+        window.stride == Size2D(1) && outputSize.width == inputSize.width
+    }
     /// The col matrix of one image, all groups: (inChannels·kH·kW, oH·oW).
     var columnCount: Int { groups * groupDepth * outputPlane }
 }
@@ -63,8 +67,147 @@ private func _imageChunks(_ batch: Int) -> Int {
     Threading.count == 1 ? 1 : min(batch, Threading.count * 2)
 }
 
+/// Copies `count` floats with vector moves. The rows im2col copies are short (a few dozen
+/// floats), and calling memmove for each cost more than the copy.
+@inline(__always)
+private func _copyShort(_ source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, count: Int) {
+    var i = 0
+    while i + 16 <= count {
+        UnsafeMutableRawPointer(target + i).storeBytes(
+            of: UnsafeRawPointer(source + i).loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+        i += 16
+    }
+    while i + 4 <= count {
+        UnsafeMutableRawPointer(target + i).storeBytes(
+            of: UnsafeRawPointer(source + i).loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+        i += 4
+    }
+    while i < count { target[i] = source[i]; i += 1 }
+}
+
+/// Sets `count` floats to 0 with vector stores (see `_copyShort`).
+@inline(__always)
+private func _zeroShort(_ target: UnsafeMutablePointer<Float>, count: Int) {
+    var i = 0
+    while i + 16 <= count {
+        UnsafeMutableRawPointer(target + i).storeBytes(of: SIMD16<Float>(), as: SIMD16<Float>.self)
+        i += 16
+    }
+    while i < count { target[i] = 0; i += 1 }
+}
+
+/// Adds `count` floats of `source` onto `target` with vector operations.
+@inline(__always)
+private func _addShort(_ source: UnsafePointer<Float>, onto target: UnsafeMutablePointer<Float>, count: Int) {
+    var i = 0
+    while i + 16 <= count {
+        let sum = UnsafeRawPointer(target + i).loadUnaligned(as: SIMD16<Float>.self)
+            + UnsafeRawPointer(source + i).loadUnaligned(as: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(target + i).storeBytes(of: sum, as: SIMD16<Float>.self)
+        i += 16
+    }
+    while i < count { target[i] += source[i]; i += 1 }
+}
+
+/// Σ of `count` floats in 16 interleaved partial sums (a single running Float sum cannot be
+/// vectorized, and the partial sums are also more accurate).
+@inline(__always)
+private func _sum(_ values: UnsafePointer<Float>, count: Int) -> Float {
+    var partial = SIMD16<Float>()
+    var i = 0
+    while i + 16 <= count {
+        partial += UnsafeRawPointer(values + i).loadUnaligned(as: SIMD16<Float>.self)
+        i += 16
+    }
+    var total = partial.sum()
+    while i < count { total += values[i]; i += 1 }
+    return total
+}
+
+/// The common "same" case — stride 1 and output rows as wide as input rows (2·padding =
+/// dilation·(k − 1)) — where the col row of tap (i, j) is the input plane shifted by
+/// (i·dilation − padding) rows and δ = j·dilation − padding columns. One contiguous copy of the
+/// whole valid block replaces a copy per output row (conv 32→64 on 14×14: 288 instead of 4032
+/// copies per image); the |δ| values per row that the shift wraps in from the neighbouring row
+/// are padding and are zeroed afterwards.
+private func _unfoldKeepingRowWidth(image: UnsafePointer<Float>, geometry g: Conv2DGeometry,
+                                    col: UnsafeMutablePointer<Float>) {
+    let w = g.window
+    let (height, width) = (w.inputSize.height, w.inputSize.width)
+    let plane = height * width, colRow = w.outputSize.height * width
+    var line = col
+    for channel in 0..<g.inChannels {
+        let source = image + channel * plane
+        for i in 0..<w.window.height {
+            let rows = SlidingWindow.validOutputRange(input: height, output: w.outputSize.height, stride: 1,
+                                                      padding: w.padding.height, dilation: w.dilation.height, tap: i)
+            let rowShift = i * w.dilation.height - w.padding.height
+            for j in 0..<w.window.width {
+                let shift = j * w.dilation.width - w.padding.width
+                if rows.isEmpty || abs(shift) >= width {
+                    _zeroShort(line, count: colRow)
+                    line += colRow
+                    continue
+                }
+                let blockStart = rows.lowerBound * width, blockEnd = rows.upperBound * width
+                _zeroShort(line, count: blockStart)
+                _zeroShort(line + blockEnd, count: colRow - blockEnd)
+                // line[k] = source[k + rowShift·width + shift] on the block, skipping the reads that
+                // would fall before the plane (shift < 0) or after it (shift > 0).
+                let front = max(0, -shift), back = max(0, shift)
+                let offset = rowShift * width + shift
+                (line + blockStart + front).update(from: source + blockStart + front + offset,
+                                                   count: blockEnd - blockStart - front - back)
+                for row in rows {
+                    let rowLine = line + row * width
+                    if shift > 0 { _zeroShort(rowLine + width - shift, count: shift) }
+                    if shift < 0 { _zeroShort(rowLine, count: -shift) }
+                }
+                line += colRow
+            }
+        }
+    }
+}
+
+/// The adjoint of `_unfoldKeepingRowWidth`: zeroes the col entries that belong to padding, then
+/// adds each tap's valid block onto the image in one contiguous pass.
+private func _foldKeepingRowWidth(col: UnsafeMutablePointer<Float>, geometry g: Conv2DGeometry,
+                                  image: UnsafeMutablePointer<Float>) {
+    let w = g.window
+    let (height, width) = (w.inputSize.height, w.inputSize.width)
+    let plane = height * width, colRow = w.outputSize.height * width
+    var line = col
+    for channel in 0..<g.inChannels {
+        let target = image + channel * plane
+        for i in 0..<w.window.height {
+            let rows = SlidingWindow.validOutputRange(input: height, output: w.outputSize.height, stride: 1,
+                                                      padding: w.padding.height, dilation: w.dilation.height, tap: i)
+            let rowShift = i * w.dilation.height - w.padding.height
+            for j in 0..<w.window.width {
+                let shift = j * w.dilation.width - w.padding.width
+                defer { line += colRow }
+                if rows.isEmpty || abs(shift) >= width { continue }
+                let blockStart = rows.lowerBound * width, blockEnd = rows.upperBound * width
+                for row in rows {
+                    let rowLine = line + row * width
+                    if shift > 0 { _zeroShort(rowLine + width - shift, count: shift) }
+                    if shift < 0 { _zeroShort(rowLine, count: -shift) }
+                }
+                let front = max(0, -shift), back = max(0, shift)
+                let offset = rowShift * width + shift
+                _addShort(line + blockStart + front, onto: target + blockStart + front + offset,
+                          count: blockEnd - blockStart - front - back)
+            }
+        }
+    }
+}
+
 /// Unfolds one image (inChannels, H, W) into col (inChannels·kH·kW, oH·oW), zero in the padding.
 func conv2DUnfold(image: UnsafePointer<Float>, geometry g: Conv2DGeometry, col: UnsafeMutablePointer<Float>) {
+    if g.keepsRowWidth {
+        _unfoldKeepingRowWidth(image: image, geometry: g, col: col)
+        return
+    }
     let w = g.window
     let (height, width) = (w.inputSize.height, w.inputSize.width)
     let (outHeight, outWidth) = (w.outputSize.height, w.outputSize.width)
@@ -81,17 +224,18 @@ func conv2DUnfold(image: UnsafePointer<Float>, geometry g: Conv2DGeometry, col: 
                 for outRow in 0..<outHeight {
                     let line = row + outRow * outWidth
                     guard rows.contains(outRow), !columns.isEmpty else {
-                        line.update(repeating: 0, count: outWidth)
+                        _zeroShort(line, count: outWidth)
                         continue
                     }
                     let source = plane + (outRow * w.stride.height - w.padding.height + i * w.dilation.height) * width
-                    line.update(repeating: 0, count: columns.lowerBound)
+                    _zeroShort(line, count: columns.lowerBound)
                     if w.stride.width == 1 {
-                        (line + columns.lowerBound).update(from: source + columns.lowerBound + columnOffset, count: columns.count)
+                        _copyShort(source + columns.lowerBound + columnOffset, to: line + columns.lowerBound,
+                                   count: columns.count)
                     } else {
                         for outColumn in columns { line[outColumn] = source[outColumn * w.stride.width + columnOffset] }
                     }
-                    (line + columns.upperBound).update(repeating: 0, count: outWidth - columns.upperBound)
+                    _zeroShort(line + columns.upperBound, count: outWidth - columns.upperBound)
                 }
                 row += outHeight * outWidth
             }
@@ -100,8 +244,13 @@ func conv2DUnfold(image: UnsafePointer<Float>, geometry g: Conv2DGeometry, col: 
 }
 
 /// The adjoint of `conv2DUnfold`: adds every col entry back onto the input position it was read
-/// from. `image` (inChannels, H, W) must be zeroed (or hold what to add to) beforehand.
-func conv2DFold(col: UnsafePointer<Float>, geometry g: Conv2DGeometry, image: UnsafeMutablePointer<Float>) {
+/// from. `image` (inChannels, H, W) must be zeroed (or hold what to add to) beforehand. The
+/// entries of `col` that correspond to padding may be overwritten with 0.
+func conv2DFold(col: UnsafeMutablePointer<Float>, geometry g: Conv2DGeometry, image: UnsafeMutablePointer<Float>) {
+    if g.keepsRowWidth {
+        _foldKeepingRowWidth(col: col, geometry: g, image: image)
+        return
+    }
     let w = g.window
     let (height, width) = (w.inputSize.height, w.inputSize.width)
     let (outHeight, outWidth) = (w.outputSize.height, w.outputSize.width)
@@ -119,8 +268,8 @@ func conv2DFold(col: UnsafePointer<Float>, geometry g: Conv2DGeometry, image: Un
                     let line = row + outRow * outWidth
                     let target = plane + (outRow * w.stride.height - w.padding.height + i * w.dilation.height) * width
                     if w.stride.width == 1 {
-                        let shifted = target + columnOffset
-                        for outColumn in columns { shifted[outColumn] += line[outColumn] }
+                        _addShort(line + columns.lowerBound, onto: target + columnOffset + columns.lowerBound,
+                                  count: columns.count)
                     } else {
                         for outColumn in columns { target[outColumn * w.stride.width + columnOffset] += line[outColumn] }
                     }
@@ -228,10 +377,7 @@ public func conv2DBackward(input: UnsafePointer<Float>, weight: UnsafePointer<Fl
                 }
                 if wantsBias {
                     for channel in 0..<g.outChannels {
-                        let line = imageGradient + channel * g.outputPlane
-                        var total: Float = 0
-                        for position in 0..<g.outputPlane { total += line[position] }
-                        partialBias[channel] += total
+                        partialBias[channel] += _sum(imageGradient + channel * g.outputPlane, count: g.outputPlane)
                     }
                 }
                 if let dx {

@@ -21,40 +21,93 @@ private func _planeChunks(_ planes: Int, planeSize: Int) -> Int {
 public func maxPool2DForward(input: UnsafePointer<Float>, planes: Int, window w: SlidingWindow,
                              output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
     let (height, width) = (w.inputSize.height, w.inputSize.width)
-    let (outHeight, outWidth) = (w.outputSize.height, w.outputSize.width)
+    let outputPlane = w.outputSize.height * w.outputSize.width
     let chunks = _planeChunks(planes, planeSize: height * width)
+    let isPlainPairs = w.window == Size2D(2) && w.stride == Size2D(2) && w.padding == Size2D(0) && w.dilation == Size2D(1)
     nonisolated(unsafe) let (x, y, indices) = (input, output, argmax)
     Threading.parallelFor(chunks: chunks) { chunk in
         for plane in planes * chunk / chunks..<planes * (chunk + 1) / chunks {
             let source = x + plane * height * width
-            let target = y + plane * outHeight * outWidth
-            let targetIndices = indices + plane * outHeight * outWidth
-            for outRow in 0..<outHeight {
-                let rowStart = outRow * w.stride.height - w.padding.height
-                for outColumn in 0..<outWidth {
-                    let columnStart = outColumn * w.stride.width - w.padding.width
-                    var best = -Float.infinity
-                    var bestIndex = -1
-                    for i in 0..<w.window.height {
-                        let row = rowStart + i * w.dilation.height
-                        guard row >= 0 && row < height else { continue }
-                        for j in 0..<w.window.width {
-                            let column = columnStart + j * w.dilation.width
-                            guard column >= 0 && column < width else { continue }
-                            let value = source[row * width + column]
-                            if value > best || value.isNaN || bestIndex < 0 {
-                                best = value
-                                bestIndex = row * width + column
-                                if value.isNaN { break }
-                            }
-                        }
-                        if best.isNaN { break }
-                    }
-                    precondition(bestIndex >= 0, "maxPool2D: a window at (\(outRow), \(outColumn)) covers only padding")
-                    target[outRow * outWidth + outColumn] = best
-                    targetIndices[outRow * outWidth + outColumn] = Int32(bestIndex)
+            let target = y + plane * outputPlane, targetIndices = indices + plane * outputPlane
+            if isPlainPairs {
+                _maxPoolPlane2x2(source, width: width, output: target, argmax: targetIndices, outputSize: w.outputSize)
+            } else {
+                _maxPoolPlane(source, window: w, output: target, argmax: targetIndices)
+            }
+        }
+    }
+}
+
+/// Whether `value` replaces `best` as a window's maximum: larger, or the first NaN (which then
+/// stays). Written as one comparison of two flags so that it compiles to selects, not branches:
+/// which candidate wins is data dependent and a branch on it mispredicts about every other time.
+@inline(__always)
+private func _beats(_ value: Float, _ best: Float) -> Bool {
+    // best not NaN: wins iff !(value ≤ best), i.e. value > best or value is NaN.
+    // best NaN: (value ≤ NaN) is false and (best ≠ best) is true, so never.
+    (value <= best) == (best != best)
+}
+
+/// One plane of 2×2, stride 2 max pooling (the common case, without any bounds checks).
+@inline(__always)
+private func _maxPoolPlane2x2(_ source: UnsafePointer<Float>, width: Int, output: UnsafeMutablePointer<Float>,
+                              argmax: UnsafeMutablePointer<Int32>, outputSize: Size2D) {
+    for outRow in 0..<outputSize.height {
+        let topIndex = Int32(truncatingIfNeeded: 2 * outRow * width)
+        let top = source + 2 * outRow * width, bottom = top + width
+        let line = output + outRow * outputSize.width, lineIndices = argmax + outRow * outputSize.width
+        let rowWidth = Int32(truncatingIfNeeded: width)
+        for outColumn in 0..<outputSize.width {
+            let column = 2 * outColumn
+            // Wrapping arithmetic and every index computed up front: no overflow check may
+            // branch between the selects.
+            let first = topIndex &+ Int32(truncatingIfNeeded: column)
+            let indices = (first &+ 1, first &+ rowWidth, first &+ rowWidth &+ 1)
+            var best = top[column], bestIndex = first
+            let candidates = (top[column + 1], bottom[column], bottom[column + 1])
+            var wins = _beats(candidates.0, best)
+            best = wins ? candidates.0 : best
+            bestIndex = wins ? indices.0 : bestIndex
+            wins = _beats(candidates.1, best)
+            best = wins ? candidates.1 : best
+            bestIndex = wins ? indices.1 : bestIndex
+            wins = _beats(candidates.2, best)
+            best = wins ? candidates.2 : best
+            bestIndex = wins ? indices.2 : bestIndex
+            line[outColumn] = best
+            lineIndices[outColumn] = bestIndex
+        }
+    }
+}
+
+/// One plane of max pooling with any window, stride, padding and dilation.
+private func _maxPoolPlane(_ source: UnsafePointer<Float>, window w: SlidingWindow, output: UnsafeMutablePointer<Float>,
+                           argmax: UnsafeMutablePointer<Int32>) {
+    let (height, width) = (w.inputSize.height, w.inputSize.width)
+    for outRow in 0..<w.outputSize.height {
+        let rows = _taps(output: outRow, input: height, window: w.window.height, stride: w.stride.height,
+                         padding: w.padding.height, dilation: w.dilation.height)
+        let rowStart = outRow * w.stride.height - w.padding.height
+        for outColumn in 0..<w.outputSize.width {
+            let columns = _taps(output: outColumn, input: width, window: w.window.width, stride: w.stride.width,
+                                padding: w.padding.width, dilation: w.dilation.width)
+            precondition(!rows.isEmpty && !columns.isEmpty,
+                         "maxPool2D: the window at (\(outRow), \(outColumn)) covers only padding")
+            let columnStart = outColumn * w.stride.width - w.padding.width
+            var bestIndex = (rowStart + rows.lowerBound * w.dilation.height) * width + columnStart
+                + columns.lowerBound * w.dilation.width
+            var best = source[bestIndex]
+            for i in rows {
+                let lineIndex = (rowStart + i * w.dilation.height) * width + columnStart
+                for j in columns {
+                    let index = lineIndex + j * w.dilation.width
+                    let wins = _beats(source[index], best)
+                    best = wins ? source[index] : best
+                    bestIndex = wins ? index : bestIndex
                 }
             }
+            output[outRow * w.outputSize.width + outColumn] = best
+            argmax[outRow * w.outputSize.width + outColumn] = Int32(truncatingIfNeeded: bestIndex)
         }
     }
 }
