@@ -1,0 +1,71 @@
+import NormKitCore
+
+/// The small convolutional network of issue 4, the same as the PyTorch peer
+/// (`peers/torch_cnn.py`):
+///
+///     Conv 1→32 3×3 pad 1, BatchNorm, ReLU, MaxPool 2
+///     Conv 32→64 3×3 pad 1, BatchNorm, ReLU, MaxPool 2
+///     Flatten, Linear 3136→128, BatchNorm, ReLU, Linear 128→10
+///
+/// Input (N, 1, 28, 28) (see `LabeledImages.channelsFirst`); output logits (N, classes), for
+/// `CrossEntropyLoss`. Sub-modules are named by their index in the PyTorch `nn.Sequential`
+/// ("0" … "12"), so the state dict reads `0.weight`, `1.running_mean`, `9.weight`, … exactly as
+/// PyTorch's does. With `batchNorm: false` the three normalization layers are absent (their
+/// indices are skipped) and the convolutions and the hidden linear layer keep their biases.
+public final class SeedCNN: Module {
+    public let conv1: Conv2D
+    public let bn1: BatchNorm?
+    public let relu1 = ReLU()
+    public let pool1 = MaxPool2D(2)
+    public let conv2: Conv2D
+    public let bn2: BatchNorm?
+    public let relu2 = ReLU()
+    public let pool2 = MaxPool2D(2)
+    public let flatten = Flatten()
+    public let fc1: Linear
+    public let bn3: BatchNorm1d?
+    public let relu3 = ReLU()
+    public let fc2: Linear
+
+    /// - Parameters:
+    ///   - imageSize: input height and width (28 for Fashion-MNIST); the hidden linear layer
+    ///     takes 64·⌊⌊H/2⌋/2⌋·⌊⌊W/2⌋/2⌋ features.
+    ///   - inChannels: image channels (1 for grayscale).
+    ///   - classes: output logits.
+    ///   - batchNorm: whether the three batch-normalization layers are present.
+    ///   - generator: where the layers' initial weights come from; by default each layer seeds its
+    ///     own from `GlobalRandom`, as `torch.manual_seed` would.
+    public init(imageSize: Size2D = 28, inChannels: Int = 1, classes: Int = 10, batchNorm: Bool = true,
+                generator: SeededGenerator? = nil) {
+        var source = generator
+        func layerGenerator() -> SeededGenerator? { source.map { _ in SeededGenerator(seed: source!.next()) } }
+        let pooled = Size2D(imageSize.height / 2 / 2, imageSize.width / 2 / 2)
+        precondition(pooled.height >= 1 && pooled.width >= 1, "SeedCNN: images of \(imageSize) are too small for two 2×2 poolings")
+        // Created in PyTorch's order, so GlobalRandom hands out seeds in the same sequence.
+        conv1 = Conv2D(inChannels, 32, kernelSize: 3, padding: 1, generator: layerGenerator())
+        bn1 = batchNorm ? BatchNorm(featureCount: 32) : nil
+        conv2 = Conv2D(32, 64, kernelSize: 3, padding: 1, generator: layerGenerator())
+        bn2 = batchNorm ? BatchNorm(featureCount: 64) : nil
+        fc1 = Linear(64 * pooled.height * pooled.width, 128, generator: layerGenerator())
+        bn3 = batchNorm ? BatchNorm1d(128) : nil
+        fc2 = Linear(128, classes, generator: layerGenerator())
+        super.init()
+    }
+
+    /// The layers in order with their index in the PyTorch `nn.Sequential`.
+    public override func namedChildren() -> [(String, Module)] {
+        let layers: [Module?] = [conv1, bn1, relu1, pool1, conv2, bn2, relu2, pool2, flatten, fc1, bn3, relu3, fc2]
+        return layers.enumerated().compactMap { index, layer in layer.map { ("\(index)", $0) } }
+    }
+
+    public override func build(inputShape: [Int]) -> [Int] {
+        namedChildren().reduce(inputShape) { shape, child in child.1.build(inputShape: shape) }
+    }
+
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        precondition(x.rank == 4 && x.shape[1] == conv1.inChannels,
+                     "SeedCNN expects images (N, \(conv1.inChannels), H, W), got shape \(x.shape); "
+                        + "for IDX data pass `images.channelsFirst`")
+        return try namedChildren().reduce(x) { value, child in try child.1(value) }
+    }
+}
