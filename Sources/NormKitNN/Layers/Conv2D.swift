@@ -83,42 +83,6 @@ public final class Conv2D: Module {
                       dilation: dilation, groups: groups)
     }
 
-    /// This convolution followed by `batchNorm` in inference, as one convolution.
-    ///
-    /// With the running estimates μ, σ² and γ, β per output channel,
-    /// BN(conv(x)) = a·(W ⋆ x + b − μ) + β with a = γ/√(σ² + ε), so the folded layer has
-    /// W' = a·W (per output channel) and b' = a·(b − μ) + β (b = 0 without a bias).
-    /// The constants are computed in Double. The result always has a bias; its
-    /// parameters are new (training it leaves this layer and `batchNorm` unchanged).
-    ///
-    /// - Precondition: `batchNorm` normalizes this layer's output channels (feature axis 1,
-    ///   `outChannels` features) with running statistics.
-    public func folding(_ batchNorm: BatchNorm) -> Conv2D {
-        precondition(batchNorm.featureAxis == 1 && batchNorm.featureCount == outChannels,
-                     "\(description).folding: \(batchNorm.description) must normalize \(outChannels) channels on axis 1")
-        guard let runningMean = batchNorm.runningMean?.scalars, let runningVariance = batchNorm.runningVariance?.scalars else {
-            preconditionFailure("\(description).folding: \(batchNorm.description) has no running statistics to fold")
-        }
-        let gamma = batchNorm.weight?.value.scalars ?? [Float](repeating: 1, count: outChannels)
-        let beta = batchNorm.bias?.value.scalars ?? [Float](repeating: 0, count: outChannels)
-        let oldBias = bias?.value.scalars ?? [Float](repeating: 0, count: outChannels)
-        let epsilon = Double(batchNorm.epsilon)
-        let scale: [Double] = (0..<outChannels).map { channel in
-            Double(gamma[channel]) / (Double(runningVariance[channel]) + epsilon).squareRoot()
-        }
-        let perChannel = weight.value.scalarCount / outChannels
-        let oldWeight = weight.value.scalars
-        let foldedWeightValues: [Float] = oldWeight.indices.map { i in Float(Double(oldWeight[i]) * scale[i / perChannel]) }
-        let foldedWeight = Tensor(foldedWeightValues, shape: weight.value.shape)
-        var foldedBiasValues = [Float](repeating: 0, count: outChannels)
-        for channel in 0..<outChannels {
-            let centred = Double(oldBias[channel]) - Double(runningMean[channel])
-            foldedBiasValues[channel] = Float(scale[channel] * centred + Double(beta[channel]))
-        }
-        let foldedBias = Tensor(foldedBiasValues)
-        return Conv2D(configuredAs: self, weight: foldedWeight, bias: foldedBias)
-    }
-
     public override var description: String {
         var options = ["kernelSize: \(kernelSize)"]
         if stride != Size2D(1) { options.append("stride: \(stride)") }
@@ -127,6 +91,29 @@ public final class Conv2D: Module {
         if groups != 1 { options.append("groups: \(groups)") }
         if bias == nil { options.append("no bias") }
         return "Conv2D(\(inChannels) → \(outChannels), \(options.joined(separator: ", ")))"
+    }
+}
+
+extension Conv2D: BatchNormFoldable {
+    public var foldableOutputRank: Int { 4 }
+    public var foldableOutputFeatureAxis: Int { 1 }
+    public var foldableOutputFeatureCount: Int? { outChannels }
+
+    /// A new convolution computing self(x)·s + t per output channel: with BN(y) = y·s + t
+    /// (s = γ/√(σ² + ε), t = β − μ·s), W' = s·W per output channel and b' = b·s + t (b = 0
+    /// without a bias), computed in Double and rounded once. The result always has a bias.
+    public func folding(_ map: PerFeatureAffineMap) -> Module {
+        precondition(map.scale.count == outChannels,
+                     "\(description): cannot fold a map of \(map.scale.count) features into \(outChannels) channels")
+        let perChannel = weight.value.scalarCount / outChannels
+        let oldWeight = weight.value.scalars
+        let oldBias = bias?.value.scalars ?? [Float](repeating: 0, count: outChannels)
+        let newWeight: [Float] = oldWeight.indices.map { i in Float(Double(oldWeight[i]) * map.scale[i / perChannel]) }
+        var newBias = [Float](repeating: 0, count: outChannels)
+        for channel in 0..<outChannels {
+            newBias[channel] = Float(Double(oldBias[channel]) * map.scale[channel] + map.shift[channel])
+        }
+        return Conv2D(configuredAs: self, weight: Tensor(newWeight, shape: weight.value.shape), bias: Tensor(newBias))
     }
 }
 

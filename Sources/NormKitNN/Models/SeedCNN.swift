@@ -14,11 +14,11 @@ import NormKitCore
 /// indices are skipped) and the convolutions and the hidden linear layer keep their biases.
 public final class SeedCNN: Module {
     public let conv1: Conv2D
-    public let bn1: BatchNorm?
+    public let bn1: BatchNorm2d?
     public let relu1 = ReLU()
     public let pool1 = MaxPool2D(2)
     public let conv2: Conv2D
-    public let bn2: BatchNorm?
+    public let bn2: BatchNorm2d?
     public let relu2 = ReLU()
     public let pool2 = MaxPool2D(2)
     public let flatten = Flatten()
@@ -43,9 +43,9 @@ public final class SeedCNN: Module {
         precondition(pooled.height >= 1 && pooled.width >= 1, "SeedCNN: images of \(imageSize) are too small for two 2×2 poolings")
         // Created in PyTorch's order, so GlobalRandom hands out seeds in the same sequence.
         conv1 = Conv2D(inChannels, 32, kernelSize: 3, padding: 1, generator: layerGenerator())
-        bn1 = batchNorm ? BatchNorm(featureCount: 32) : nil
+        bn1 = batchNorm ? BatchNorm2d(32) : nil
         conv2 = Conv2D(32, 64, kernelSize: 3, padding: 1, generator: layerGenerator())
-        bn2 = batchNorm ? BatchNorm(featureCount: 64) : nil
+        bn2 = batchNorm ? BatchNorm2d(64) : nil
         fc1 = Linear(64 * pooled.height * pooled.width, 128, generator: layerGenerator())
         bn3 = batchNorm ? BatchNorm1d(128) : nil
         fc2 = Linear(128, classes, generator: layerGenerator())

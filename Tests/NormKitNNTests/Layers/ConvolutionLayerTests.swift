@@ -34,22 +34,35 @@ struct Conv2DLayerTests {
     func foldingBatchNorm(convolutionHasBias: Bool) throws {
         let convolution = Conv2D(3, 4, kernelSize: 3, stride: 2, padding: 1, bias: convolutionHasBias,
                                  generator: SeededGenerator(seed: 3))
-        let batchNorm = BatchNorm(featureCount: 4)
+        let batchNorm = BatchNorm2d(4)
         batchNorm.runningMean = tensor(randomDoubles(4, in: -1...1, seed: 4))
         batchNorm.runningVariance = tensor(randomDoubles(4, in: 0.05...3, seed: 5))
         try #require(batchNorm.weight).value = tensor(randomDoubles(4, in: -2...2, seed: 6))
         try #require(batchNorm.bias).value = tensor(randomDoubles(4, in: -1...1, seed: 7))
-        let model = Sequential { convolution; batchNorm }
+        let model = Sequential { convolution; batchNorm; ReLU() }
         model.eval()
         let x = tensor(randomDoubles(2 * 3 * 9 * 8, seed: 8), shape: [2, 3, 9, 8])
 
         let expected = try model(x)
-        let folded = convolution.folding(batchNorm)
+        let folded = try model.foldingBatchNorms()
         let actual = try folded(x)
 
-        #expect(folded.bias != nil)
-        expectClose(actual.scalars, doubles(expected), relative: 1e-5, absolute: 1e-5, "folded output")
+        #expect(folded.layers.count == 2)
+        let foldedConvolution = try #require(folded.layers.first as? Conv2D)
+        #expect(foldedConvolution.bias != nil)
+        #expect(foldedConvolution.padding == 1 && foldedConvolution.stride == 2)
         #expect(actual.shape == expected.shape)
+        expectClose(actual.scalars, doubles(expected), relative: 1e-5, absolute: 1e-5, "folded output")
+        #expect(convolution.weight.value.scalars != foldedConvolution.weight.value.scalars, "the original is unchanged")
+    }
+
+    @Test("folding refuses a batch norm in training mode or over another number of channels")
+    func foldingRefusals() {
+        let convolution = Conv2D(3, 4, kernelSize: 3, generator: SeededGenerator(seed: 9))
+        #expect(throws: BatchNormFoldingError.self) { try convolution.foldingBatchNorm(BatchNorm2d(4)) }
+        let other = BatchNorm2d(5)
+        other.eval()
+        #expect(throws: BatchNormFoldingError.self) { try convolution.foldingBatchNorm(other) }
     }
 }
 
@@ -97,6 +110,13 @@ struct SeedCNNTests {
             "9.weight", "9.bias", "10.weight", "10.bias", "12.weight", "12.bias",
         ])
         #expect(model.parameterCount == 422_090)
+        // torch_cnn.py's model.state_dict().keys(): parameters plus BN buffers.
+        var stateNames: Set<String> = []
+        for index in [1, 5, 10] {
+            for name in ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"] { stateNames.insert("\(index).\(name)") }
+        }
+        for index in [0, 4, 9, 12] { stateNames.formUnion(["\(index).weight", "\(index).bias"]) }
+        #expect(Set(model.stateDict().keys) == stateNames)
         #expect(model.namedModules().map(\.0).dropFirst().map { $0 } == (0...12).map(String.init))
         #expect(SeedCNN(batchNorm: false, generator: SeededGenerator(seed: 12)).namedParameters().map(\.0).first == "0.weight")
     }
