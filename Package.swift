@@ -14,6 +14,8 @@ let package = Package(
     name: "NormKit",
     products: [
         .library(name: "NormKit", targets: ["NormKit"]),
+        // Separate from the umbrella so that only users who export pay for the protobuf runtime.
+        .library(name: "NormKitONNX", targets: ["NormKitONNX"]),
         .executable(name: "normkit", targets: ["normkit"]),
     ],
     traits: [
@@ -22,6 +24,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The standard Swift protobuf runtime: an ONNX model file is a protobuf message.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // zlib ships with every Linux distribution; it is the reference inflater for gzip.
@@ -44,6 +48,13 @@ let package = Package(
         .target(name: "NormKit", dependencies: ["NormKitCore", "NormKitNN", "NormKitData", "NormKitIO"]),
         // `normkit study`: paired experiments with and without BN, SVG line plots, verdicts and reports.
         .target(name: "NormKitStudy", dependencies: ["NormKit"]),
+        // ONNX export. The Swift for the ONNX schema subset is generated once and committed
+        // (scripts/generate_onnx_proto.sh); the .proto beside it is its source.
+        .target(
+            name: "NormKitONNX",
+            dependencies: ["NormKitNN", "NormKitCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Schema/onnx-subset.proto"]
+        ),
 
         .executableTarget(
             name: "normkit",
@@ -56,6 +67,12 @@ let package = Package(
         .testTarget(name: "NormKitNNTests", dependencies: ["NormKitNN", "NormKitCore"]),
         .testTarget(name: "NormKitDataTests", dependencies: ["NormKitData"]),
         .testTarget(name: "NormKitStudyTests", dependencies: ["NormKitStudy", "NormKit", "NormKitNN"]),
+        // Checks exported graphs against ONNX Runtime through a committed Python script.
+        .testTarget(
+            name: "NormKitONNXTests",
+            dependencies: ["NormKitONNX", "NormKitNN", "NormKitCore", "NormKitData"],
+            exclude: ["Support/run_onnxruntime.py"]
+        ),
         // Golden values from an independent NumPy implementation (the script sits beside its fixtures).
         .testTarget(
             name: "BatchNormGoldenTests",
