@@ -1,0 +1,70 @@
+// Exported models run in ONNX Runtime (from PyPI, through Support/run_onnxruntime.py,
+// after the ONNX checker) and give NormKit's own inference outputs within 1e-5.
+
+import Foundation
+import NormKitCore
+import NormKitNN
+@testable import NormKitONNX
+import Testing
+
+@Suite("ONNX Runtime reproduces NormKit's inference outputs")
+struct ONNXRuntimeTests {
+    @Test("MLP, Keras-style channels-last model and SeedMLP: ONNX Runtime equals predict within 1e-5")
+    func onnxRuntimeMatchesPredict() throws {
+        // Dense → BN → ReLU → Dense → Softmax on Fashion-MNIST images, BN with
+        // running statistics from six training-mode batches and γ, β ≠ 1, 0.
+        let mlp = Sequential {
+            Linear(784, 32, generator: SeededGenerator(seed: 1))
+            BatchNorm1d(32)
+            ReLU()
+            Linear(32, 10, generator: SeededGenerator(seed: 2))
+            Softmax()
+        }
+        try warmUpRunningStatistics(mlp, batches: (0..<6).map { try fashionImages(32, offset: 32 * $0) })
+        setNonTrivialAffine(mlp)
+        let images = try fashionImages(16, test: true)
+
+        // Keras spelling: channels-last BN on (batch, 5, 3) (exported through
+        // Transposes), Flatten, a bias-free Dense, Tanh, BN with the biased
+        // variance and ε 1e-3, Sigmoid.
+        let keras = Sequential(inputShape: [5, 3]) {
+            BatchNormalization()
+            Flatten()
+            Linear(outFeatures: 8, bias: false, generator: SeededGenerator(seed: 3))
+            Tanh()
+            BatchNormalization(momentum: 0.9)
+            Sigmoid()
+        }
+        try warmUpRunningStatistics(keras, batches: (0..<4).map { randomTensor([12, 5, 3], seed: 10 + UInt64($0)) })
+        setNonTrivialAffine(keras)
+        let kerasInput = randomTensor([7, 5, 3], seed: 20)
+
+        let seed = SeedMLP(inputFeatures: 784, hiddenFeatures: 16, classes: 10)
+        try warmUpRunningStatistics(seed, batches: (0..<3).map { try fashionImages(32, offset: 200 + 32 * $0) })
+        setNonTrivialAffine(seed)
+
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cases: [(name: String, model: Module, inputShape: [Int], input: Tensor)] = [
+            ("MLP", mlp, [784], images), ("Keras-style", keras, [5, 3], kerasInput), ("SeedMLP", seed, [784], images),
+        ]
+        var runCases: [ONNXRuntimeCase] = []
+        for (index, exported) in cases.enumerated() {
+            let url = directory.appendingPathComponent("model\(index).onnx")
+            try exported.model.exportONNX(to: url, inputShape: exported.inputShape)
+            runCases.append(ONNXRuntimeCase(model: url, input: exported.input))
+        }
+        let onnxOutputs = try runONNXRuntime(runCases, in: directory)
+
+        for ((name, model, _, input), onnxOutput) in zip(cases, onnxOutputs) {
+            let expected = try model.predict(input)
+            #expect(onnxOutput.shape == expected.shape, "\(name)")
+            let worst = zip(onnxOutput.scalars, expected.scalars).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(worst <= 1e-5, "\(name): largest |ONNX Runtime − NormKit| is \(worst)")
+        }
+        // The running statistics really are non-trivial, so BN's export is exercised.
+        let bn = try #require(mlp.layers[1] as? BatchNorm)
+        #expect(bn.runningMean!.scalars.contains { abs($0) > 0.05 })
+        #expect(bn.runningVariance!.scalars.contains { abs($0 - 1) > 0.05 })
+    }
+}
