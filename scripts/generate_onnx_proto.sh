@@ -11,7 +11,8 @@
 #       git clone https://github.com/apple/swift-protobuf /tmp/swift-protobuf
 #       cd /tmp/swift-protobuf && git checkout 1.39.0
 #       swift build -c release --product protoc-gen-swift
-#     Point PROTOC_GEN_SWIFT at the binary if it is elsewhere.
+#     Point PROTOC_GEN_SWIFT at the binary if it is elsewhere;
+#   - python3 with the onnx package, to check the subset against the official schema.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +26,9 @@ protoc --plugin=protoc-gen-swift="$plugin" \
   --swift_opt=Visibility=Internal \
   onnx-subset.proto
 echo "wrote $schema/onnx-subset.pb.swift"
+
+# Every field number, type and enum value must be ONNX's own.
+descriptors="$(mktemp)"
+trap 'rm -f "$descriptors"' EXIT
+protoc --proto_path="$schema" --descriptor_set_out="$descriptors" onnx-subset.proto
+python3 scripts/check_onnx_subset.py "$descriptors"

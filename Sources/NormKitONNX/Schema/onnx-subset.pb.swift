@@ -9,18 +9,20 @@
 //   https://github.com/apple/swift-protobuf/
 
 // A SUBSET of the ONNX model format: only the messages and fields NormKit's
-// exporter writes (a dense inference graph of float tensors with initializers).
+// exporter writes (an inference graph of float32 tensors with initializers).
 //
 // Written for NormKit; it is not a copy of onnx.proto. Message names, field
 // numbers, field types and enum values are facts of the ONNX wire format and
-// were taken from the ONNX specification's onnx/onnx.proto (github.com/onnx/onnx,
-// the IR defined in docs/IR.md). Because every number matches the spec, a file
-// serialized with these messages is a valid ONNX ModelProto; fields we leave
-// out are simply absent (all of them are optional in ONNX).
+// were taken from the ONNX specification's onnx/onnx.proto (github.com/onnx/onnx;
+// semantics in its docs/IR.md). Because every number matches the spec, a file
+// serialized with these messages is a valid ONNX ModelProto: the fields left
+// out (all optional in ONNX) are simply absent.
 //
-// Deliberately left out: training info, functions, sparse tensors, external
-// data, sequence/map/optional types, quantization annotations, segments, and
-// every TensorProto data field except raw_data/float_data/int64_data.
+// Left out: doc strings, metadata, value_info, node domains, tensor and graph
+// attributes, training info, functions, sparse tensors, external data,
+// sequence/map types, quantization annotations, and every TensorProto data
+// field except raw_data. Add a field here (with its number from the spec) when
+// the exporter needs it.
 //
 // After editing, regenerate onnx-subset.pb.swift with scripts/generate_onnx_proto.sh.
 
@@ -41,7 +43,7 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-/// The top-level file: metadata plus one graph.
+/// The top-level file: format versions, the operator sets used, and one graph.
 nonisolated struct Onnx_ModelProto: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -65,42 +67,6 @@ nonisolated struct Onnx_ModelProto: Sendable {
   /// Clears the value of `producerName`. Subsequent reads from it will return its default value.
   mutating func clearProducerName() {self._producerName = nil}
 
-  var producerVersion: String {
-    get {_producerVersion ?? String()}
-    set {_producerVersion = newValue}
-  }
-  /// Returns true if `producerVersion` has been explicitly set.
-  var hasProducerVersion: Bool {self._producerVersion != nil}
-  /// Clears the value of `producerVersion`. Subsequent reads from it will return its default value.
-  mutating func clearProducerVersion() {self._producerVersion = nil}
-
-  var domain: String {
-    get {_domain ?? String()}
-    set {_domain = newValue}
-  }
-  /// Returns true if `domain` has been explicitly set.
-  var hasDomain: Bool {self._domain != nil}
-  /// Clears the value of `domain`. Subsequent reads from it will return its default value.
-  mutating func clearDomain() {self._domain = nil}
-
-  var modelVersion: Int64 {
-    get {_modelVersion ?? 0}
-    set {_modelVersion = newValue}
-  }
-  /// Returns true if `modelVersion` has been explicitly set.
-  var hasModelVersion: Bool {self._modelVersion != nil}
-  /// Clears the value of `modelVersion`. Subsequent reads from it will return its default value.
-  mutating func clearModelVersion() {self._modelVersion = nil}
-
-  var docString: String {
-    get {_docString ?? String()}
-    set {_docString = newValue}
-  }
-  /// Returns true if `docString` has been explicitly set.
-  var hasDocString: Bool {self._docString != nil}
-  /// Clears the value of `docString`. Subsequent reads from it will return its default value.
-  mutating func clearDocString() {self._docString = nil}
-
   var graph: Onnx_GraphProto {
     get {_graph ?? Onnx_GraphProto()}
     set {_graph = newValue}
@@ -112,53 +78,16 @@ nonisolated struct Onnx_ModelProto: Sendable {
 
   var opsetImport: [Onnx_OperatorSetIdProto] = []
 
-  var metadataProps: [Onnx_StringStringEntryProto] = []
-
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
 
   fileprivate var _irVersion: Int64? = nil
   fileprivate var _producerName: String? = nil
-  fileprivate var _producerVersion: String? = nil
-  fileprivate var _domain: String? = nil
-  fileprivate var _modelVersion: Int64? = nil
-  fileprivate var _docString: String? = nil
   fileprivate var _graph: Onnx_GraphProto? = nil
 }
 
-nonisolated struct Onnx_StringStringEntryProto: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  var key: String {
-    get {_key ?? String()}
-    set {_key = newValue}
-  }
-  /// Returns true if `key` has been explicitly set.
-  var hasKey: Bool {self._key != nil}
-  /// Clears the value of `key`. Subsequent reads from it will return its default value.
-  mutating func clearKey() {self._key = nil}
-
-  var value: String {
-    get {_value ?? String()}
-    set {_value = newValue}
-  }
-  /// Returns true if `value` has been explicitly set.
-  var hasValue: Bool {self._value != nil}
-  /// Clears the value of `value`. Subsequent reads from it will return its default value.
-  mutating func clearValue() {self._value = nil}
-
-  var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  init() {}
-
-  fileprivate var _key: String? = nil
-  fileprivate var _value: String? = nil
-}
-
-/// Which operator set (domain "" is the default ONNX domain) the graph binds against.
+/// An operator set the graph binds against; domain "" is the default ONNX domain.
 nonisolated struct Onnx_OperatorSetIdProto: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -209,30 +138,18 @@ nonisolated struct Onnx_GraphProto: Sendable {
 
   var initializer: [Onnx_TensorProto] = []
 
-  var docString: String {
-    get {_docString ?? String()}
-    set {_docString = newValue}
-  }
-  /// Returns true if `docString` has been explicitly set.
-  var hasDocString: Bool {self._docString != nil}
-  /// Clears the value of `docString`. Subsequent reads from it will return its default value.
-  mutating func clearDocString() {self._docString = nil}
-
   var input: [Onnx_ValueInfoProto] = []
 
   var output: [Onnx_ValueInfoProto] = []
-
-  var valueInfo: [Onnx_ValueInfoProto] = []
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
 
   fileprivate var _name: String? = nil
-  fileprivate var _docString: String? = nil
 }
 
-/// One operator application: op_type names the operator, inputs and outputs name values.
+/// One operator application: op_type names the operator; inputs and outputs name values.
 nonisolated struct Onnx_NodeProto: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -262,32 +179,12 @@ nonisolated struct Onnx_NodeProto: Sendable {
 
   var attribute: [Onnx_AttributeProto] = []
 
-  var docString: String {
-    get {_docString ?? String()}
-    set {_docString = newValue}
-  }
-  /// Returns true if `docString` has been explicitly set.
-  var hasDocString: Bool {self._docString != nil}
-  /// Clears the value of `docString`. Subsequent reads from it will return its default value.
-  mutating func clearDocString() {self._docString = nil}
-
-  var domain: String {
-    get {_domain ?? String()}
-    set {_domain = newValue}
-  }
-  /// Returns true if `domain` has been explicitly set.
-  var hasDomain: Bool {self._domain != nil}
-  /// Clears the value of `domain`. Subsequent reads from it will return its default value.
-  mutating func clearDomain() {self._domain = nil}
-
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
 
   fileprivate var _name: String? = nil
   fileprivate var _opType: String? = nil
-  fileprivate var _docString: String? = nil
-  fileprivate var _domain: String? = nil
 }
 
 nonisolated struct Onnx_AttributeProto: Sendable {
@@ -331,29 +228,9 @@ nonisolated struct Onnx_AttributeProto: Sendable {
   /// Clears the value of `s`. Subsequent reads from it will return its default value.
   mutating func clearS() {self._s = nil}
 
-  var t: Onnx_TensorProto {
-    get {_t ?? Onnx_TensorProto()}
-    set {_t = newValue}
-  }
-  /// Returns true if `t` has been explicitly set.
-  var hasT: Bool {self._t != nil}
-  /// Clears the value of `t`. Subsequent reads from it will return its default value.
-  mutating func clearT() {self._t = nil}
-
   var floats: [Float] = []
 
   var ints: [Int64] = []
-
-  var strings: [Data] = []
-
-  var docString: String {
-    get {_docString ?? String()}
-    set {_docString = newValue}
-  }
-  /// Returns true if `docString` has been explicitly set.
-  var hasDocString: Bool {self._docString != nil}
-  /// Clears the value of `docString`. Subsequent reads from it will return its default value.
-  mutating func clearDocString() {self._docString = nil}
 
   /// Which of the value fields above is in use; required since IR version 2.
   var type: Onnx_AttributeProto.AttributeType {
@@ -372,10 +249,8 @@ nonisolated struct Onnx_AttributeProto: Sendable {
     case float = 1
     case int = 2
     case string = 3
-    case tensor = 4
     case floats = 6
     case ints = 7
-    case strings = 8
 
     init() {
       self = .undefined
@@ -389,8 +264,6 @@ nonisolated struct Onnx_AttributeProto: Sendable {
   fileprivate var _f: Float? = nil
   fileprivate var _i: Int64? = nil
   fileprivate var _s: Data? = nil
-  fileprivate var _t: Onnx_TensorProto? = nil
-  fileprivate var _docString: String? = nil
   fileprivate var _type: Onnx_AttributeProto.AttributeType? = nil
 }
 
@@ -411,10 +284,6 @@ nonisolated struct Onnx_TensorProto: Sendable {
   /// Clears the value of `dataType`. Subsequent reads from it will return its default value.
   mutating func clearDataType() {self._dataType = nil}
 
-  var floatData: [Float] = []
-
-  var int64Data: [Int64] = []
-
   var name: String {
     get {_name ?? String()}
     set {_name = newValue}
@@ -433,15 +302,6 @@ nonisolated struct Onnx_TensorProto: Sendable {
   var hasRawData: Bool {self._rawData != nil}
   /// Clears the value of `rawData`. Subsequent reads from it will return its default value.
   mutating func clearRawData() {self._rawData = nil}
-
-  var docString: String {
-    get {_docString ?? String()}
-    set {_docString = newValue}
-  }
-  /// Returns true if `docString` has been explicitly set.
-  var hasDocString: Bool {self._docString != nil}
-  /// Clears the value of `docString`. Subsequent reads from it will return its default value.
-  mutating func clearDocString() {self._docString = nil}
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -473,7 +333,6 @@ nonisolated struct Onnx_TensorProto: Sendable {
   fileprivate var _dataType: Int32? = nil
   fileprivate var _name: String? = nil
   fileprivate var _rawData: Data? = nil
-  fileprivate var _docString: String? = nil
 }
 
 nonisolated struct Onnx_ValueInfoProto: Sendable {
@@ -499,22 +358,12 @@ nonisolated struct Onnx_ValueInfoProto: Sendable {
   /// Clears the value of `type`. Subsequent reads from it will return its default value.
   mutating func clearType() {self._type = nil}
 
-  var docString: String {
-    get {_docString ?? String()}
-    set {_docString = newValue}
-  }
-  /// Returns true if `docString` has been explicitly set.
-  var hasDocString: Bool {self._docString != nil}
-  /// Clears the value of `docString`. Subsequent reads from it will return its default value.
-  mutating func clearDocString() {self._docString = nil}
-
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
 
   fileprivate var _name: String? = nil
   fileprivate var _type: Onnx_TypeProto? = nil
-  fileprivate var _docString: String? = nil
 }
 
 nonisolated struct Onnx_TypeProto: Sendable {
@@ -531,15 +380,6 @@ nonisolated struct Onnx_TypeProto: Sendable {
     }
     set {value = .tensorType(newValue)}
   }
-
-  var denotation: String {
-    get {_denotation ?? String()}
-    set {_denotation = newValue}
-  }
-  /// Returns true if `denotation` has been explicitly set.
-  var hasDenotation: Bool {self._denotation != nil}
-  /// Clears the value of `denotation`. Subsequent reads from it will return its default value.
-  mutating func clearDenotation() {self._denotation = nil}
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -581,8 +421,6 @@ nonisolated struct Onnx_TypeProto: Sendable {
   }
 
   init() {}
-
-  fileprivate var _denotation: String? = nil
 }
 
 /// Each dimension is a fixed size (dim_value) or a symbolic name (dim_param, e.g. "batch").
@@ -618,15 +456,6 @@ nonisolated struct Onnx_TensorShapeProto: Sendable {
       set {value = .dimParam(newValue)}
     }
 
-    var denotation: String {
-      get {_denotation ?? String()}
-      set {_denotation = newValue}
-    }
-    /// Returns true if `denotation` has been explicitly set.
-    var hasDenotation: Bool {self._denotation != nil}
-    /// Clears the value of `denotation`. Subsequent reads from it will return its default value.
-    mutating func clearDenotation() {self._denotation = nil}
-
     var unknownFields = SwiftProtobuf.UnknownStorage()
 
     nonisolated enum OneOf_Value: Equatable, Sendable {
@@ -636,8 +465,6 @@ nonisolated struct Onnx_TensorShapeProto: Sendable {
     }
 
     init() {}
-
-    fileprivate var _denotation: String? = nil
   }
 
   init() {}
@@ -649,7 +476,7 @@ fileprivate nonisolated let _protobuf_package = "onnx"
 
 nonisolated extension Onnx_ModelProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".ModelProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ir_version\0\u{3}producer_name\0\u{3}producer_version\0\u{1}domain\0\u{3}model_version\0\u{3}doc_string\0\u{1}graph\0\u{3}opset_import\0\u{4}\u{6}metadata_props\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ir_version\0\u{3}producer_name\0\u{2}\u{5}graph\0\u{3}opset_import\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -659,13 +486,8 @@ nonisolated extension Onnx_ModelProto: SwiftProtobuf.Message, SwiftProtobuf._Mes
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularInt64Field(value: &self._irVersion) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self._producerName) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self._producerVersion) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self._domain) }()
-      case 5: try { try decoder.decodeSingularInt64Field(value: &self._modelVersion) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self._docString) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._graph) }()
       case 8: try { try decoder.decodeRepeatedMessageField(value: &self.opsetImport) }()
-      case 14: try { try decoder.decodeRepeatedMessageField(value: &self.metadataProps) }()
       default: break
       }
     }
@@ -682,26 +504,11 @@ nonisolated extension Onnx_ModelProto: SwiftProtobuf.Message, SwiftProtobuf._Mes
     try { if let v = self._producerName {
       try visitor.visitSingularStringField(value: v, fieldNumber: 2)
     } }()
-    try { if let v = self._producerVersion {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
-    } }()
-    try { if let v = self._domain {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 4)
-    } }()
-    try { if let v = self._modelVersion {
-      try visitor.visitSingularInt64Field(value: v, fieldNumber: 5)
-    } }()
-    try { if let v = self._docString {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 6)
-    } }()
     try { if let v = self._graph {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     } }()
     if !self.opsetImport.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.opsetImport, fieldNumber: 8)
-    }
-    if !self.metadataProps.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.metadataProps, fieldNumber: 14)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -709,52 +516,8 @@ nonisolated extension Onnx_ModelProto: SwiftProtobuf.Message, SwiftProtobuf._Mes
   static func ==(lhs: Onnx_ModelProto, rhs: Onnx_ModelProto) -> Bool {
     if lhs._irVersion != rhs._irVersion {return false}
     if lhs._producerName != rhs._producerName {return false}
-    if lhs._producerVersion != rhs._producerVersion {return false}
-    if lhs._domain != rhs._domain {return false}
-    if lhs._modelVersion != rhs._modelVersion {return false}
-    if lhs._docString != rhs._docString {return false}
     if lhs._graph != rhs._graph {return false}
     if lhs.opsetImport != rhs.opsetImport {return false}
-    if lhs.metadataProps != rhs.metadataProps {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Onnx_StringStringEntryProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = _protobuf_package + ".StringStringEntryProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}value\0")
-
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self._key) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self._value) }()
-      default: break
-      }
-    }
-  }
-
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._key {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 1)
-    } }()
-    try { if let v = self._value {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
-    } }()
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  static func ==(lhs: Onnx_StringStringEntryProto, rhs: Onnx_StringStringEntryProto) -> Bool {
-    if lhs._key != rhs._key {return false}
-    if lhs._value != rhs._value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -801,7 +564,7 @@ nonisolated extension Onnx_OperatorSetIdProto: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Onnx_GraphProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".GraphProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}name\0\u{2}\u{3}initializer\0\u{4}\u{5}doc_string\0\u{1}input\0\u{1}output\0\u{3}value_info\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}name\0\u{2}\u{3}initializer\0\u{2}\u{6}input\0\u{1}output\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -812,10 +575,8 @@ nonisolated extension Onnx_GraphProto: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.node) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self._name) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.initializer) }()
-      case 10: try { try decoder.decodeSingularStringField(value: &self._docString) }()
       case 11: try { try decoder.decodeRepeatedMessageField(value: &self.input) }()
       case 12: try { try decoder.decodeRepeatedMessageField(value: &self.output) }()
-      case 13: try { try decoder.decodeRepeatedMessageField(value: &self.valueInfo) }()
       default: break
       }
     }
@@ -835,17 +596,11 @@ nonisolated extension Onnx_GraphProto: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.initializer.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.initializer, fieldNumber: 5)
     }
-    try { if let v = self._docString {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 10)
-    } }()
     if !self.input.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.input, fieldNumber: 11)
     }
     if !self.output.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.output, fieldNumber: 12)
-    }
-    if !self.valueInfo.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.valueInfo, fieldNumber: 13)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -854,10 +609,8 @@ nonisolated extension Onnx_GraphProto: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.node != rhs.node {return false}
     if lhs._name != rhs._name {return false}
     if lhs.initializer != rhs.initializer {return false}
-    if lhs._docString != rhs._docString {return false}
     if lhs.input != rhs.input {return false}
     if lhs.output != rhs.output {return false}
-    if lhs.valueInfo != rhs.valueInfo {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -865,7 +618,7 @@ nonisolated extension Onnx_GraphProto: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Onnx_NodeProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".NodeProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}input\0\u{1}output\0\u{1}name\0\u{3}op_type\0\u{1}attribute\0\u{3}doc_string\0\u{1}domain\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}input\0\u{1}output\0\u{1}name\0\u{3}op_type\0\u{1}attribute\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -878,8 +631,6 @@ nonisolated extension Onnx_NodeProto: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 3: try { try decoder.decodeSingularStringField(value: &self._name) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self._opType) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.attribute) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self._docString) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self._domain) }()
       default: break
       }
     }
@@ -905,12 +656,6 @@ nonisolated extension Onnx_NodeProto: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if !self.attribute.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.attribute, fieldNumber: 5)
     }
-    try { if let v = self._docString {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 6)
-    } }()
-    try { if let v = self._domain {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 7)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -920,8 +665,6 @@ nonisolated extension Onnx_NodeProto: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs._name != rhs._name {return false}
     if lhs._opType != rhs._opType {return false}
     if lhs.attribute != rhs.attribute {return false}
-    if lhs._docString != rhs._docString {return false}
-    if lhs._domain != rhs._domain {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -929,7 +672,7 @@ nonisolated extension Onnx_NodeProto: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Onnx_AttributeProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".AttributeProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}f\0\u{1}i\0\u{1}s\0\u{1}t\0\u{2}\u{2}floats\0\u{1}ints\0\u{1}strings\0\u{4}\u{4}doc_string\0\u{2}\u{7}type\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}f\0\u{1}i\0\u{1}s\0\u{2}\u{3}floats\0\u{1}ints\0\u{2}\u{c}type\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -941,11 +684,8 @@ nonisolated extension Onnx_AttributeProto: SwiftProtobuf.Message, SwiftProtobuf.
       case 2: try { try decoder.decodeSingularFloatField(value: &self._f) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self._i) }()
       case 4: try { try decoder.decodeSingularBytesField(value: &self._s) }()
-      case 5: try { try decoder.decodeSingularMessageField(value: &self._t) }()
       case 7: try { try decoder.decodeRepeatedFloatField(value: &self.floats) }()
       case 8: try { try decoder.decodeRepeatedInt64Field(value: &self.ints) }()
-      case 9: try { try decoder.decodeRepeatedBytesField(value: &self.strings) }()
-      case 13: try { try decoder.decodeSingularStringField(value: &self._docString) }()
       case 20: try { try decoder.decodeSingularEnumField(value: &self._type) }()
       default: break
       }
@@ -969,21 +709,12 @@ nonisolated extension Onnx_AttributeProto: SwiftProtobuf.Message, SwiftProtobuf.
     try { if let v = self._s {
       try visitor.visitSingularBytesField(value: v, fieldNumber: 4)
     } }()
-    try { if let v = self._t {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-    } }()
     if !self.floats.isEmpty {
       try visitor.visitRepeatedFloatField(value: self.floats, fieldNumber: 7)
     }
     if !self.ints.isEmpty {
       try visitor.visitRepeatedInt64Field(value: self.ints, fieldNumber: 8)
     }
-    if !self.strings.isEmpty {
-      try visitor.visitRepeatedBytesField(value: self.strings, fieldNumber: 9)
-    }
-    try { if let v = self._docString {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 13)
-    } }()
     try { if let v = self._type {
       try visitor.visitSingularEnumField(value: v, fieldNumber: 20)
     } }()
@@ -995,11 +726,8 @@ nonisolated extension Onnx_AttributeProto: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs._f != rhs._f {return false}
     if lhs._i != rhs._i {return false}
     if lhs._s != rhs._s {return false}
-    if lhs._t != rhs._t {return false}
     if lhs.floats != rhs.floats {return false}
     if lhs.ints != rhs.ints {return false}
-    if lhs.strings != rhs.strings {return false}
-    if lhs._docString != rhs._docString {return false}
     if lhs._type != rhs._type {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -1007,12 +735,12 @@ nonisolated extension Onnx_AttributeProto: SwiftProtobuf.Message, SwiftProtobuf.
 }
 
 nonisolated extension Onnx_AttributeProto.AttributeType: SwiftProtobuf._ProtoNameProviding {
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNDEFINED\0\u{1}FLOAT\0\u{1}INT\0\u{1}STRING\0\u{1}TENSOR\0\u{2}\u{2}FLOATS\0\u{1}INTS\0\u{1}STRINGS\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNDEFINED\0\u{1}FLOAT\0\u{1}INT\0\u{1}STRING\0\u{2}\u{3}FLOATS\0\u{1}INTS\0")
 }
 
 nonisolated extension Onnx_TensorProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".TensorProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dims\0\u{3}data_type\0\u{4}\u{2}float_data\0\u{4}\u{3}int64_data\0\u{1}name\0\u{3}raw_data\0\u{4}\u{3}doc_string\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dims\0\u{3}data_type\0\u{2}\u{6}name\0\u{3}raw_data\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1022,11 +750,8 @@ nonisolated extension Onnx_TensorProto: SwiftProtobuf.Message, SwiftProtobuf._Me
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedInt64Field(value: &self.dims) }()
       case 2: try { try decoder.decodeSingularInt32Field(value: &self._dataType) }()
-      case 4: try { try decoder.decodeRepeatedFloatField(value: &self.floatData) }()
-      case 7: try { try decoder.decodeRepeatedInt64Field(value: &self.int64Data) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self._name) }()
       case 9: try { try decoder.decodeSingularBytesField(value: &self._rawData) }()
-      case 12: try { try decoder.decodeSingularStringField(value: &self._docString) }()
       default: break
       }
     }
@@ -1043,20 +768,11 @@ nonisolated extension Onnx_TensorProto: SwiftProtobuf.Message, SwiftProtobuf._Me
     try { if let v = self._dataType {
       try visitor.visitSingularInt32Field(value: v, fieldNumber: 2)
     } }()
-    if !self.floatData.isEmpty {
-      try visitor.visitPackedFloatField(value: self.floatData, fieldNumber: 4)
-    }
-    if !self.int64Data.isEmpty {
-      try visitor.visitPackedInt64Field(value: self.int64Data, fieldNumber: 7)
-    }
     try { if let v = self._name {
       try visitor.visitSingularStringField(value: v, fieldNumber: 8)
     } }()
     try { if let v = self._rawData {
       try visitor.visitSingularBytesField(value: v, fieldNumber: 9)
-    } }()
-    try { if let v = self._docString {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 12)
     } }()
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1064,11 +780,8 @@ nonisolated extension Onnx_TensorProto: SwiftProtobuf.Message, SwiftProtobuf._Me
   static func ==(lhs: Onnx_TensorProto, rhs: Onnx_TensorProto) -> Bool {
     if lhs.dims != rhs.dims {return false}
     if lhs._dataType != rhs._dataType {return false}
-    if lhs.floatData != rhs.floatData {return false}
-    if lhs.int64Data != rhs.int64Data {return false}
     if lhs._name != rhs._name {return false}
     if lhs._rawData != rhs._rawData {return false}
-    if lhs._docString != rhs._docString {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1080,7 +793,7 @@ nonisolated extension Onnx_TensorProto.DataType: SwiftProtobuf._ProtoNameProvidi
 
 nonisolated extension Onnx_ValueInfoProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".ValueInfoProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{3}doc_string\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1090,7 +803,6 @@ nonisolated extension Onnx_ValueInfoProto: SwiftProtobuf.Message, SwiftProtobuf.
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self._name) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._type) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self._docString) }()
       default: break
       }
     }
@@ -1107,16 +819,12 @@ nonisolated extension Onnx_ValueInfoProto: SwiftProtobuf.Message, SwiftProtobuf.
     try { if let v = self._type {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     } }()
-    try { if let v = self._docString {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   static func ==(lhs: Onnx_ValueInfoProto, rhs: Onnx_ValueInfoProto) -> Bool {
     if lhs._name != rhs._name {return false}
     if lhs._type != rhs._type {return false}
-    if lhs._docString != rhs._docString {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1124,7 +832,7 @@ nonisolated extension Onnx_ValueInfoProto: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Onnx_TypeProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".TypeProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tensor_type\0\u{2}\u{5}denotation\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tensor_type\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1145,7 +853,6 @@ nonisolated extension Onnx_TypeProto: SwiftProtobuf.Message, SwiftProtobuf._Mess
           self.value = .tensorType(v)
         }
       }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self._denotation) }()
       default: break
       }
     }
@@ -1159,15 +866,11 @@ nonisolated extension Onnx_TypeProto: SwiftProtobuf.Message, SwiftProtobuf._Mess
     try { if case .tensorType(let v)? = self.value {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
-    try { if let v = self._denotation {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 6)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   static func ==(lhs: Onnx_TypeProto, rhs: Onnx_TypeProto) -> Bool {
     if lhs.value != rhs.value {return false}
-    if lhs._denotation != rhs._denotation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1244,7 +947,7 @@ nonisolated extension Onnx_TensorShapeProto: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Onnx_TensorShapeProto.Dimension: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = Onnx_TensorShapeProto.protoMessageName + ".Dimension"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}dim_value\0\u{3}dim_param\0\u{1}denotation\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}dim_value\0\u{3}dim_param\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1268,7 +971,6 @@ nonisolated extension Onnx_TensorShapeProto.Dimension: SwiftProtobuf.Message, Sw
           self.value = .dimParam(v)
         }
       }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self._denotation) }()
       default: break
       }
     }
@@ -1290,15 +992,11 @@ nonisolated extension Onnx_TensorShapeProto.Dimension: SwiftProtobuf.Message, Sw
     }()
     case nil: break
     }
-    try { if let v = self._denotation {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   static func ==(lhs: Onnx_TensorShapeProto.Dimension, rhs: Onnx_TensorShapeProto.Dimension) -> Bool {
     if lhs.value != rhs.value {return false}
-    if lhs._denotation != rhs._denotation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
