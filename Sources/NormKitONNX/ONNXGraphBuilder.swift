@@ -1,5 +1,6 @@
 import Foundation
 import NormKitCore
+import NormKitNN
 
 /// A value flowing through the exported graph: its ONNX name and its shape after
 /// the batch axis. The batch axis is always axis 0 and dynamic (named "batch").
@@ -96,6 +97,15 @@ public struct ONNXGraphBuilder {
         node.attribute = attributes.map(\.proto)
         nodes.append(node)
         return node.output[0]
+    }
+
+    /// Appends `module`'s nodes, or throws `unsupportedLayer` naming it when it
+    /// has no ONNX translation. Container modules call this for their children.
+    public mutating func append(_ module: Module, input: ONNXValue, path: String) throws -> ONNXValue {
+        guard let exportable = module as? any ONNXExportable else {
+            throw ONNXExportError.unsupportedLayer(path: path, layer: module.description)
+        }
+        return try exportable.appendONNXNodes(to: &self, input: input, path: path)
     }
 
     private mutating func uniqueName(_ base: String) -> String {
