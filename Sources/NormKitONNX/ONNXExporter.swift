@@ -11,9 +11,10 @@ import NormKitNN
 /// state-dict names ("layers.0.weight", "layers.1.running_var", …).
 ///
 /// Exportable: `Sequential` (nested too) and `SeedMLP`, made of Linear/Dense,
-/// BatchNorm/BatchNorm1d/BatchNormalization, ReLU, Sigmoid, Tanh, Softmax and
-/// Flatten. Anything else throws `ONNXExportError` naming the layer; a custom
-/// layer can conform to `ONNXExportable`.
+/// BatchNorm/BatchNorm1d/BatchNormalization, LayerNorm, GroupNorm,
+/// InstanceNorm1d/2d/3d, ReLU, Sigmoid, Tanh, Softmax and Flatten. Anything
+/// else throws `ONNXExportError` naming the layer; a custom layer can conform
+/// to `ONNXExportable`.
 public struct ONNXExporter: Sendable {
     /// The ONNX operator set the graph binds against (ONNX 1.12, 2022; every
     /// operator used here has had its current definition since opset 15 or earlier).

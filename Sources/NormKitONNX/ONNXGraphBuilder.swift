@@ -84,6 +84,27 @@ public struct ONNXGraphBuilder {
         return unique
     }
 
+    /// Stores `values` as an int64 initializer of `shape` (a Reshape's target
+    /// shape, for example) and returns its name.
+    public mutating func addInt64Initializer(_ name: String, _ values: [Int], shape: [Int]) -> String {
+        precondition(shape.reduce(1, *) == values.count,
+                     "addInt64Initializer(\(name)): \(values.count) values do not fill shape \(shape)")
+        let unique = uniqueName(name)
+        var proto = Onnx_TensorProto()
+        proto.name = unique
+        proto.dims = shape.map(Int64.init)
+        proto.dataType = Int32(Onnx_TensorProto.DataType.int64.rawValue)
+        var bytes = Data(count: values.count * MemoryLayout<Int64>.size)
+        bytes.withUnsafeMutableBytes { raw in
+            for (index, value) in values.enumerated() {
+                raw.storeBytes(of: Int64(value).littleEndian, toByteOffset: index * 8, as: Int64.self)
+            }
+        }
+        proto.rawData = bytes
+        initializers.append(proto)
+        return unique
+    }
+
     /// Appends one `opType` node of the default ONNX domain reading `inputs`
     /// and returns the name of its (single) output value.
     /// - Parameter path: the exporting layer's state-dict name, which prefixes the node's name.

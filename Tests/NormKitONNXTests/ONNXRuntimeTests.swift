@@ -9,7 +9,7 @@ import Testing
 
 @Suite("ONNX Runtime reproduces NormKit's inference outputs")
 struct ONNXRuntimeTests {
-    @Test("MLP, Keras-style channels-last model and SeedMLP: ONNX Runtime equals predict within 1e-5")
+    @Test("MLP, Keras-style channels-last model, SeedMLP and the normalization siblings: ONNX Runtime equals predict within 1e-5")
     func onnxRuntimeMatchesPredict() throws {
         // Dense → BN → ReLU → Dense → Softmax on Fashion-MNIST images, BN with
         // running statistics from six training-mode batches and γ, β ≠ 1, 0.
@@ -43,10 +43,28 @@ struct ONNXRuntimeTests {
         try warmUpRunningStatistics(seed, batches: (0..<3).map { try fashionImages(32, offset: 200 + 32 * $0) })
         setNonTrivialAffine(seed)
 
+        // LayerNorm, GroupNorm (on images and on features) and InstanceNorm with
+        // and without running estimates, on (batch, 6, 4, 5).
+        let siblings = Sequential {
+            GroupNorm(groupCount: 3, channelCount: 6)
+            InstanceNorm2d(6, affine: true)
+            Tanh()
+            InstanceNorm2d(6, affine: true, tracksRunningStatistics: true)
+            LayerNorm(normalizedShape: [4, 5])
+            Flatten()
+            LayerNorm(120, bias: false)
+            GroupNorm(groupCount: 4, channelCount: 120)
+            Linear(120, 5, generator: SeededGenerator(seed: 4))
+        }
+        try warmUpRunningStatistics(siblings, batches: (0..<3).map { randomTensor([4, 6, 4, 5], seed: 30 + UInt64($0)) })
+        setNonTrivialAffine(siblings)
+        let siblingsInput = randomTensor([3, 6, 4, 5], seed: 40)
+
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let cases: [(name: String, model: Module, inputShape: [Int], input: Tensor)] = [
             ("MLP", mlp, [784], images), ("Keras-style", keras, [5, 3], kerasInput), ("SeedMLP", seed, [784], images),
+            ("LayerNorm/GroupNorm/InstanceNorm", siblings, [6, 4, 5], siblingsInput),
         ]
         var runCases: [ONNXRuntimeCase] = []
         for (index, exported) in cases.enumerated() {

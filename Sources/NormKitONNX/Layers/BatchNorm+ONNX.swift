@@ -25,36 +25,56 @@ extension BatchNorm: ONNXExportable {
         }
         let rank = input.rank
         let axis = featureAxis < 0 ? featureAxis + rank : featureAxis
-        guard rank >= 2, axis >= 1, axis < rank, input.featureShape[axis - 1] == featureCount else {
+        guard axis >= 1, axis < rank, input.featureShape[axis - 1] == featureCount else {
             throw ONNXExportError.shapeMismatch(path: path, layer: description,
                                                 expected: "with \(featureCount) features on axis \(featureAxis)",
                                                 got: input.featureShape)
         }
+        return graph.appendBatchNormalization(
+            input: input, featureAxis: axis, path: path,
+            statistics: RunningStatistics(mean: runningMean, variance: runningVariance, runningAverage: runningAverage),
+            weight: weight?.value, bias: bias?.value, epsilon: epsilon)
+    }
+}
 
-        let scale = graph.addInitializer(childPath(path, "weight"), weight?.value ?? .ones([featureCount]))
-        let shift = graph.addInitializer(childPath(path, "bias"), bias?.value ?? .zeros([featureCount]))
-        let mean = graph.addInitializer(childPath(path, "running_mean"), runningMean)
-        let variance = graph.addInitializer(childPath(path, "running_var"), runningVariance)
+/// The running estimates a layer normalizes with in inference.
+struct RunningStatistics {
+    let mean: Tensor
+    let variance: Tensor
+    let runningAverage: RunningAverage
+}
+
+extension ONNXGraphBuilder {
+    /// One `BatchNormalization` over `featureAxis` (inside two Transposes when it is not 1)
+    /// with initializers `path.weight`, `path.bias`, `path.running_mean`, `path.running_var`.
+    mutating func appendBatchNormalization(input: ONNXValue, featureAxis axis: Int, path: String,
+                                           statistics: RunningStatistics, weight: Tensor?, bias: Tensor?,
+                                           epsilon: Float) -> ONNXValue {
+        let featureCount = statistics.mean.scalarCount
+        let scale = addInitializer(childPath(path, "weight"), weight ?? .ones([featureCount]))
+        let shift = addInitializer(childPath(path, "bias"), bias ?? .zeros([featureCount]))
+        let mean = addInitializer(childPath(path, "running_mean"), statistics.mean)
+        let variance = addInitializer(childPath(path, "running_var"), statistics.variance)
         var attributes: [ONNXAttribute] = [.float("epsilon", epsilon)]
-        switch runningAverage {
+        switch statistics.runningAverage {
         case .newBatchWeight(let w): attributes.append(.float("momentum", 1 - w))
         case .oldValueWeight(let m): attributes.append(.float("momentum", m))
         case .cumulativeAverage: break
         }
 
         // Move the feature axis to 1 and back: perm lists the source axis of each output axis.
+        let rank = input.rank
         let toChannelsFirst = [0, axis] + (1..<rank).filter { $0 != axis }
         var normalized = input.name
         if axis != 1 {
-            normalized = graph.addNode("Transpose", path: path, inputs: [normalized],
-                                       attributes: [.ints("perm", toChannelsFirst)])
+            normalized = addNode("Transpose", path: path, inputs: [normalized], attributes: [.ints("perm", toChannelsFirst)])
         }
-        normalized = graph.addNode("BatchNormalization", path: path, inputs: [normalized, scale, shift, mean, variance],
-                                   attributes: attributes)
+        normalized = addNode("BatchNormalization", path: path, inputs: [normalized, scale, shift, mean, variance],
+                             attributes: attributes)
         if axis != 1 {
             var back = [Int](repeating: 0, count: rank)
             for (target, source) in toChannelsFirst.enumerated() { back[source] = target }
-            normalized = graph.addNode("Transpose", path: path, inputs: [normalized], attributes: [.ints("perm", back)])
+            normalized = addNode("Transpose", path: path, inputs: [normalized], attributes: [.ints("perm", back)])
         }
         return ONNXValue(name: normalized, featureShape: input.featureShape)
     }

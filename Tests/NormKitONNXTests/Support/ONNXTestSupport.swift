@@ -20,13 +20,16 @@ func warmUpRunningStatistics(_ model: Module, batches: [Tensor]) throws {
     }
 }
 
-/// Gives every batch-norm layer of `model` γ and β away from 1 and 0.
+/// Gives every normalization layer of `model` γ and β away from 1 and 0 (same shapes).
 func setNonTrivialAffine(_ model: Module) {
-    for case let (_, layer as BatchNorm) in model.namedModules() {
-        guard let weight = layer.weight, let bias = layer.bias else { continue }
-        let count = weight.value.scalarCount
-        weight.value = Tensor((0..<count).map { 0.5 + Float($0 % 5) * 0.3 }, shape: [count])
-        bias.value = Tensor((0..<count).map { Float($0 % 3) * 0.4 - 0.4 }, shape: [count])
+    for (_, layer) in model.namedModules()
+    where layer is BatchNorm || layer is LayerNorm || layer is GroupNorm || layer is InstanceNorm {
+        for (name, parameter) in layer.ownParameters() {
+            let count = parameter.value.scalarCount
+            let values: [Float] = name == "weight" ? (0..<count).map { 0.5 + Float($0 % 5) * 0.3 }
+                                                   : (0..<count).map { Float($0 % 3) * 0.4 - 0.4 }
+            parameter.value = Tensor(values, shape: parameter.shape)
+        }
     }
 }
 
@@ -68,6 +71,16 @@ extension Onnx_TensorProto {
             let bytes = rawData[rawData.startIndex + offset..<rawData.startIndex + offset + 4]
             let bits = bytes.reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
             return Float(bitPattern: bits)
+        }
+    }
+}
+
+extension Onnx_TensorProto {
+    /// The int64 values stored little-endian in raw_data.
+    var int64Values: [Int] {
+        stride(from: 0, to: rawData.count, by: 8).map { offset in
+            let bytes = rawData[rawData.startIndex + offset..<rawData.startIndex + offset + 8]
+            return Int(Int64(bitPattern: bytes.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }))
         }
     }
 }
