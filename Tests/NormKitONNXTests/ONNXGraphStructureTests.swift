@@ -177,6 +177,14 @@ struct ONNXGraphStructureTests {
         #expect(graph.opTypes == ["Gemm", "Relu"])
     }
 
+    @Test("a model whose batch norm was folded into the Linear before it exports without BatchNormalization")
+    func foldedBatchNorm() throws {
+        let model = try makeMLP()
+        model.eval()
+        let graph = try exportedGraph(try model.foldingBatchNorms(), inputShape: [6])
+        #expect(graph.opTypes == ["Gemm", "Relu", "Gemm", "Softmax"])
+    }
+
     @Test("SeedMLP exports as fc1, bn, relu, fc2, softmax with its own parameter names")
     func seedMLP() throws {
         let graph = try exportedGraph(SeedMLP(inputFeatures: 5, hiddenFeatures: 4, classes: 3), inputShape: [5])

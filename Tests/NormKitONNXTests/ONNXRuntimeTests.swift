@@ -9,7 +9,7 @@ import Testing
 
 @Suite("ONNX Runtime reproduces NormKit's inference outputs")
 struct ONNXRuntimeTests {
-    @Test("MLP, Keras-style channels-last model, SeedMLP and the normalization siblings: ONNX Runtime equals predict within 1e-5")
+    @Test("MLPs (BN folded or not), a Keras-style model, SeedMLP and the norm siblings: ONNX Runtime equals predict within 1e-5")
     func onnxRuntimeMatchesPredict() throws {
         // Dense → BN → ReLU → Dense → Softmax on Fashion-MNIST images, BN with
         // running statistics from six training-mode batches and γ, β ≠ 1, 0.
@@ -23,6 +23,9 @@ struct ONNXRuntimeTests {
         try warmUpRunningStatistics(mlp, batches: (0..<6).map { try fashionImages(32, offset: 32 * $0) })
         setNonTrivialAffine(mlp)
         let images = try fashionImages(16, test: true)
+        // The same MLP with its batch norm folded into the Linear before it.
+        mlp.eval()
+        let folded = try mlp.foldingBatchNorms()
 
         // Keras spelling: channels-last BN on (batch, 5, 3) (exported through
         // Transposes), Flatten, a bias-free Dense, Tanh, BN with the biased
@@ -63,7 +66,8 @@ struct ONNXRuntimeTests {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let cases: [(name: String, model: Module, inputShape: [Int], input: Tensor)] = [
-            ("MLP", mlp, [784], images), ("Keras-style", keras, [5, 3], kerasInput), ("SeedMLP", seed, [784], images),
+            ("MLP", mlp, [784], images), ("MLP with BN folded", folded, [784], images),
+            ("Keras-style", keras, [5, 3], kerasInput), ("SeedMLP", seed, [784], images),
             ("LayerNorm/GroupNorm/InstanceNorm", siblings, [6, 4, 5], siblingsInput),
         ]
         var runCases: [ONNXRuntimeCase] = []
