@@ -58,7 +58,7 @@ let package = Package(
 
         .executableTarget(
             name: "normkit",
-            dependencies: ["NormKit", "NormKitStudy", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["NormKit", "NormKitStudy", "NormKitONNX", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "KerasStyleExample", dependencies: ["NormKit"], path: "Examples/KerasStyle"),
         .executableTarget(name: "PyTorchStyleExample", dependencies: ["NormKit"], path: "Examples/PyTorchStyle"),

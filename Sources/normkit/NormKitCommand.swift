@@ -6,7 +6,7 @@ struct NormKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "normkit",
         abstract: "Batch normalization and the neural-network training around it.",
-        subcommands: [Train.self, Evaluate.self, Predict.self, StudyCommand.self],
+        subcommands: [Train.self, Evaluate.self, Predict.self, StudyCommand.self, ExportONNX.self],
         defaultSubcommand: Train.self
     )
 }
