@@ -38,6 +38,6 @@ public enum ONNXExportError: Error, Sendable, Equatable, CustomStringConvertible
         }
     }
 
-    static let exportableLayers = "Linear/Dense, BatchNorm/BatchNorm1d/BatchNormalization, LayerNorm, GroupNorm, "
+    static let exportableLayers = "Linear/Dense, BatchNorm/BatchNorm1d/2d/3d/BatchNormalization, LayerNorm, GroupNorm, "
         + "InstanceNorm1d/2d/3d, ReLU, Sigmoid, Tanh, Softmax, Flatten, nested Sequential"
 }

@@ -11,7 +11,7 @@ import NormKitNN
 /// state-dict names ("layers.0.weight", "layers.1.running_var", …).
 ///
 /// Exportable: `Sequential` (nested too) and `SeedMLP`, made of Linear/Dense,
-/// BatchNorm/BatchNorm1d/BatchNormalization, LayerNorm, GroupNorm,
+/// BatchNorm/BatchNorm1d/2d/3d/BatchNormalization, LayerNorm, GroupNorm,
 /// InstanceNorm1d/2d/3d, ReLU, Sigmoid, Tanh, Softmax and Flatten. Anything
 /// else throws `ONNXExportError` naming the layer; a custom layer can conform
 /// to `ONNXExportable`.

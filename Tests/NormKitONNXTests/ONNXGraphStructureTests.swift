@@ -143,6 +143,13 @@ struct ONNXGraphStructureTests {
         #expect(graph.output.first?.dimensions == ["batch", "2", "3", "5"])
     }
 
+    @Test("BatchNorm2d on (batch, C, H, W) is one BatchNormalization over axis 1")
+    func batchNorm2d() throws {
+        let graph = try exportedGraph(Sequential { BatchNorm2d(3) }, inputShape: [3, 4, 4])
+        #expect(graph.opTypes == ["BatchNormalization"])
+        #expect(graph.initializer(named: "layers.0.running_var")?.dims == [3])
+    }
+
     @Test("channels-last BN on rank 2 needs no Transpose: the last axis is axis 1")
     func channelsLastRankTwoBatchNorm() throws {
         let model = Sequential(inputShape: [4]) { BatchNormalization() }
