@@ -16,7 +16,7 @@ public enum ONNXExportError: Error, Sendable, Equatable, CustomStringConvertible
     public var description: String {
         switch self {
         case let .unsupportedLayer(path, layer) where path.isEmpty:
-            "ONNX export: \(layer) cannot be exported. NormKit exports Sequential models (and SeedMLP) whose layers "
+            "ONNX export: \(layer) cannot be exported. NormKit exports Sequential models (and SeedMLP, SeedCNN) whose layers "
                 + "it knows: \(ONNXExportError.exportableLayers). A custom Module subclass has a forward(_:) "
                 + "NormKit cannot trace: rebuild it as a Sequential, or conform it to ONNXExportable."
         case let .unsupportedLayer(path, layer):
@@ -39,5 +39,6 @@ public enum ONNXExportError: Error, Sendable, Equatable, CustomStringConvertible
     }
 
     static let exportableLayers = "Linear/Dense, BatchNorm/BatchNorm1d/2d/3d/BatchNormalization, LayerNorm, GroupNorm, "
-        + "InstanceNorm1d/2d/3d, ReLU, Sigmoid, Tanh, Softmax, Flatten, nested Sequential"
+        + "InstanceNorm1d/2d/3d, Conv2D, MaxPool2D, AvgPool2D, GlobalAveragePooling2D, Dropout, ReLU, Sigmoid, Tanh, "
+        + "Softmax, Flatten, nested Sequential"
 }

@@ -8,7 +8,7 @@ public protocol ONNXExportable {
     /// - Parameters:
     ///   - graph: the graph being built.
     ///   - input: the value this module receives: (batch, `input.featureShape`…).
-    ///   - path: this module's state-dict name inside the exported model ("layers.1";
+    ///   - path: this module's state-dict name inside the exported model ("1", "fc1";
     ///     "" for the model itself); prefix initializer names with it.
     /// - Returns: the value this module produces.
     /// - Throws: `ONNXExportError` when the module cannot be expressed or the shape does not fit.

@@ -8,11 +8,12 @@ import NormKitNN
 /// model is in: batch norm uses its running estimates. The input is named
 /// "input", float32 of shape (batch, inputShape…) with a symbolic batch
 /// dimension; the output is named "output". Initializers carry the model's
-/// state-dict names ("layers.0.weight", "layers.1.running_var", …).
+/// state-dict names ("0.weight", "1.running_var", …).
 ///
-/// Exportable: `Sequential` (nested too) and `SeedMLP`, made of Linear/Dense,
+/// Exportable: `Sequential` (nested too), `SeedMLP` and `SeedCNN`, made of Linear/Dense,
 /// BatchNorm/BatchNorm1d/2d/3d/BatchNormalization, LayerNorm, GroupNorm,
-/// InstanceNorm1d/2d/3d, ReLU, Sigmoid, Tanh, Softmax and Flatten. Anything
+/// InstanceNorm1d/2d/3d, Conv2D, MaxPool2D, AvgPool2D, GlobalAveragePooling2D,
+/// Dropout (the identity in inference), ReLU, Sigmoid, Tanh, Softmax and Flatten. Anything
 /// else throws `ONNXExportError` naming the layer; a custom layer can conform
 /// to `ONNXExportable`.
 public struct ONNXExporter: Sendable {

@@ -206,7 +206,7 @@ public struct ONNXGraphBuilder {
     }
 }
 
-/// `name` inside the module at `path` ("layers.1" + "weight" → "layers.1.weight").
+/// `name` inside the module at `path` ("1" + "weight" → "1.weight").
 func childPath(_ path: String, _ name: String) -> String {
     path.isEmpty ? name : "\(path).\(name)"
 }

@@ -66,7 +66,7 @@ struct ONNXGraphStructureTests {
         let graph = try exportedGraph(model, inputShape: [6])
         let bn = try #require(model.layers[1] as? BatchNorm)
         var expected = model.namedParameters().map { ($0.0, $0.1.value) }
-        expected.insert(contentsOf: [("layers.1.running_mean", bn.runningMean!), ("layers.1.running_var", bn.runningVariance!)],
+        expected.insert(contentsOf: [("1.running_mean", bn.runningMean!), ("1.running_var", bn.runningVariance!)],
                         at: 4)
         #expect(graph.initializerNames == expected.map(\.0))
         for (name, tensor) in expected {
@@ -75,14 +75,14 @@ struct ONNXGraphStructureTests {
             #expect(stored.dataType == 1, "\(name) is float32")
             #expect(stored.floatValues == tensor.scalars, "\(name) values")
         }
-        #expect(graph.initializer(named: "layers.0.weight")?.dims == [4, 6])
+        #expect(graph.initializer(named: "0.weight")?.dims == [4, 6])
     }
 
     @Test("Gemm multiplies by the transposed (out, in) weight and adds the bias")
     func gemmAttributes() throws {
         let graph = try exportedGraph(try makeMLP(), inputShape: [6])
         let gemm = try #require(graph.nodes("Gemm").first)
-        #expect(gemm.input == ["input", "layers.0.weight", "layers.0.bias"])
+        #expect(gemm.input == ["input", "0.weight", "0.bias"])
         #expect(gemm.attribute("transB")?.i == 1)
         #expect(gemm.attribute("transB")?.type == .int)
         #expect(gemm.attribute("transA") == nil)
@@ -92,15 +92,15 @@ struct ONNXGraphStructureTests {
     func gemmWithoutBias() throws {
         let model = Sequential { Linear(3, 2, bias: false, generator: SeededGenerator(seed: 5)) }
         let graph = try exportedGraph(model, inputShape: [3])
-        #expect(graph.nodes("Gemm").first?.input == ["input", "layers.0.weight"])
-        #expect(graph.initializerNames == ["layers.0.weight"])
+        #expect(graph.nodes("Gemm").first?.input == ["input", "0.weight"])
+        #expect(graph.initializerNames == ["0.weight"])
     }
 
     @Test("PyTorch-style BN: epsilon 1e-5, momentum 0.9 (ONNX weights the old value), running stats as stored")
     func batchNormAttributesPyTorch() throws {
         let graph = try exportedGraph(try makeMLP(), inputShape: [6])
         let node = try #require(graph.nodes("BatchNormalization").first)
-        #expect(node.input.dropFirst() == ["layers.1.weight", "layers.1.bias", "layers.1.running_mean", "layers.1.running_var"])
+        #expect(node.input.dropFirst() == ["1.weight", "1.bias", "1.running_mean", "1.running_var"])
         #expect(node.attribute("epsilon")?.f == 1e-5)
         #expect(node.attribute("epsilon")?.type == .float)
         #expect(node.attribute("momentum")?.f == 1 - Float(0.1))
@@ -127,8 +127,8 @@ struct ONNXGraphStructureTests {
     func nonAffineBatchNorm() throws {
         let model = Sequential { BatchNorm1d(3, affine: false) }
         let graph = try exportedGraph(model, inputShape: [3])
-        #expect(graph.initializer(named: "layers.0.weight")?.floatValues == [1, 1, 1])
-        #expect(graph.initializer(named: "layers.0.bias")?.floatValues == [0, 0, 0])
+        #expect(graph.initializer(named: "0.weight")?.floatValues == [1, 1, 1])
+        #expect(graph.initializer(named: "0.bias")?.floatValues == [0, 0, 0])
     }
 
     @Test("channels-last BN on rank 4 is wrapped in Transposes that move the features to axis 1 and back")
@@ -139,7 +139,7 @@ struct ONNXGraphStructureTests {
         #expect(graph.node[0].attribute("perm")?.ints == [0, 3, 1, 2])
         #expect(graph.node[0].attribute("perm")?.type == .ints)
         #expect(graph.node[2].attribute("perm")?.ints == [0, 2, 3, 1])
-        #expect(graph.initializer(named: "layers.0.running_mean")?.dims == [5])
+        #expect(graph.initializer(named: "0.running_mean")?.dims == [5])
         #expect(graph.output.first?.dimensions == ["batch", "2", "3", "5"])
     }
 
@@ -147,7 +147,7 @@ struct ONNXGraphStructureTests {
     func batchNorm2d() throws {
         let graph = try exportedGraph(Sequential { BatchNorm2d(3) }, inputShape: [3, 4, 4])
         #expect(graph.opTypes == ["BatchNormalization"])
-        #expect(graph.initializer(named: "layers.0.running_var")?.dims == [3])
+        #expect(graph.initializer(named: "0.running_var")?.dims == [3])
     }
 
     @Test("channels-last BN on rank 2 needs no Transpose: the last axis is axis 1")
@@ -180,7 +180,7 @@ struct ONNXGraphStructureTests {
             ReLU()
         }
         let graph = try exportedGraph(model, inputShape: [3])
-        #expect(graph.initializerNames == ["layers.0.layers.0.weight", "layers.0.layers.0.bias"])
+        #expect(graph.initializerNames == ["0.0.weight", "0.0.bias"])
         #expect(graph.opTypes == ["Gemm", "Relu"])
     }
 
@@ -251,14 +251,14 @@ struct ONNXExportErrorTests {
         let error = try #require(throws: ONNXExportError.self) {
             try ONNXExporter().modelData(for: model, inputShape: [3])
         }
-        #expect(error == .unsupportedLayer(path: "layers.1", layer: "CustomNet"))
-        #expect(error.description.contains("layers.1 (CustomNet)"))
+        #expect(error == .unsupportedLayer(path: "1", layer: "CustomNet"))
+        #expect(error.description.contains("1 (CustomNet)"))
     }
 
     @Test("a lazy Dense that was never built")
     func unbuiltDense() throws {
         let model = Sequential { Linear(outFeatures: 4, generator: SeededGenerator(seed: 9)) }
-        #expect(throws: ONNXExportError.unbuiltLayer(path: "layers.0", layer: "Linear(? → 4)")) {
+        #expect(throws: ONNXExportError.unbuiltLayer(path: "0", layer: "Linear(? → 4)")) {
             try ONNXExporter().modelData(for: model, inputShape: [3])
         }
     }
@@ -269,7 +269,7 @@ struct ONNXExportErrorTests {
         let error = try #require(throws: ONNXExportError.self) {
             try ONNXExporter().modelData(for: model, inputShape: [5])
         }
-        #expect(error == .shapeMismatch(path: "layers.0", layer: "Linear(4 → 2)", expected: "(batch, 4)", got: [5]))
+        #expect(error == .shapeMismatch(path: "0", layer: "Linear(4 → 2)", expected: "(batch, 4)", got: [5]))
         #expect(error.description.contains("got (batch, 5)"))
     }
 
@@ -282,7 +282,7 @@ struct ONNXExportErrorTests {
     @Test("a BN that normalizes with batch statistics in inference")
     func batchStatisticsInInference() throws {
         let untracked = Sequential { BatchNorm1d(3, tracksRunningStatistics: false) }
-        #expect(throws: ONNXExportError.batchStatisticsInInference(path: "layers.0", layer: untracked.layers[0].description)) {
+        #expect(throws: ONNXExportError.batchStatisticsInInference(path: "0", layer: untracked.layers[0].description)) {
             try ONNXExporter().modelData(for: untracked, inputShape: [3])
         }
         let forced = BatchNorm1d(3)

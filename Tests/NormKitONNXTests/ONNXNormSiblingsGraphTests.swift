@@ -19,25 +19,25 @@ struct ONNXNormSiblingsGraphTests {
         let graph = try exportedGraph(model, inputShape: [3, 4, 5])
         let node = try #require(graph.nodes("LayerNormalization").first)
         #expect(graph.opTypes == ["LayerNormalization"])
-        #expect(node.input == ["input", "layers.0.weight", "layers.0.bias"])
+        #expect(node.input == ["input", "0.weight", "0.bias"])
         #expect(node.attribute("axis")?.i == -2)
         #expect(node.attribute("epsilon")?.f == 1e-4)
-        #expect(graph.initializer(named: "layers.0.weight")?.dims == [4, 5])
+        #expect(graph.initializer(named: "0.weight")?.dims == [4, 5])
     }
 
     @Test("LayerNorm without β leaves B out; without affine it writes scale 1")
     func layerNormWithoutAffine() throws {
         let noBias = try exportedGraph(Sequential { LayerNorm(3, bias: false) }, inputShape: [3])
-        #expect(noBias.nodes("LayerNormalization").first?.input == ["input", "layers.0.weight"])
+        #expect(noBias.nodes("LayerNormalization").first?.input == ["input", "0.weight"])
         let plain = try exportedGraph(Sequential { LayerNorm(3, elementwiseAffine: false) }, inputShape: [3])
-        #expect(plain.nodes("LayerNormalization").first?.input == ["input", "layers.0.weight"])
-        #expect(plain.initializer(named: "layers.0.weight")?.floatValues == [1, 1, 1])
+        #expect(plain.nodes("LayerNormalization").first?.input == ["input", "0.weight"])
+        #expect(plain.initializer(named: "0.weight")?.floatValues == [1, 1, 1])
     }
 
     @Test("a Keras LayerNormalization that was never built, and a LayerNorm given the wrong trailing shape")
     func layerNormErrors() throws {
         let lazy = LayerNormalization()
-        #expect(throws: ONNXExportError.unbuiltLayer(path: "layers.0", layer: lazy.description)) {
+        #expect(throws: ONNXExportError.unbuiltLayer(path: "0", layer: lazy.description)) {
             try ONNXExporter().modelData(for: Sequential { lazy }, inputShape: [3])
         }
         #expect(throws: ONNXExportError.self) {
@@ -57,9 +57,9 @@ struct ONNXNormSiblingsGraphTests {
         #expect(graph.node[1].attribute("epsilon")?.f == 1e-3)
         #expect(graph.initializer(named: graph.node[1].input[1])?.floatValues == [1, 1, 1])
         #expect(graph.initializer(named: graph.node[1].input[2])?.floatValues == [0, 0, 0])
-        #expect(graph.initializer(named: "layers.0.weight")?.dims == [6, 1, 1])
-        #expect(graph.node[3].input.last == "layers.0.weight")
-        #expect(graph.node[4].input.last == "layers.0.bias")
+        #expect(graph.initializer(named: "0.weight")?.dims == [6, 1, 1])
+        #expect(graph.node[3].input.last == "0.weight")
+        #expect(graph.node[4].input.last == "0.bias")
         #expect(graph.output.first?.dimensions == ["batch", "6", "4", "5"])
     }
 
@@ -69,7 +69,7 @@ struct ONNXNormSiblingsGraphTests {
                                       inputShape: [4, 3])
         #expect(plain.opTypes == ["Reshape", "InstanceNormalization", "Reshape"])
         let flat = try exportedGraph(Sequential { GroupNorm(groupCount: 2, channelCount: 4) }, inputShape: [4])
-        #expect(flat.initializer(named: "layers.0.weight")?.dims == [4])
+        #expect(flat.initializer(named: "0.weight")?.dims == [4])
         #expect(throws: ONNXExportError.self) {
             try ONNXExporter().modelData(for: Sequential { GroupNorm(groupCount: 2, channelCount: 4) }, inputShape: [6])
         }
@@ -80,10 +80,10 @@ struct ONNXNormSiblingsGraphTests {
         let graph = try exportedGraph(Sequential { InstanceNorm2d(3) }, inputShape: [3, 4, 4])
         let node = try #require(graph.nodes("InstanceNormalization").first)
         #expect(graph.opTypes == ["InstanceNormalization"])
-        #expect(node.input == ["input", "layers.0.weight", "layers.0.bias"])
+        #expect(node.input == ["input", "0.weight", "0.bias"])
         #expect(node.attribute("epsilon")?.f == 1e-5)
-        #expect(graph.initializer(named: "layers.0.weight")?.floatValues == [1, 1, 1])
-        #expect(graph.initializer(named: "layers.0.bias")?.floatValues == [0, 0, 0])
+        #expect(graph.initializer(named: "0.weight")?.floatValues == [1, 1, 1])
+        #expect(graph.initializer(named: "0.bias")?.floatValues == [0, 0, 0])
     }
 
     @Test("InstanceNorm with running estimates normalizes with them in inference: BatchNormalization")
@@ -91,8 +91,8 @@ struct ONNXNormSiblingsGraphTests {
         let model = Sequential { InstanceNorm1d(3, tracksRunningStatistics: true) }
         let graph = try exportedGraph(model, inputShape: [3, 7])
         #expect(graph.opTypes == ["BatchNormalization"])
-        #expect(graph.initializerNames == ["layers.0.weight", "layers.0.bias", "layers.0.running_mean",
-                                           "layers.0.running_var"])
+        #expect(graph.initializerNames == ["0.weight", "0.bias", "0.running_mean",
+                                           "0.running_var"])
         #expect(graph.nodes("BatchNormalization").first?.attribute("momentum")?.f == 1 - Float(0.1))
     }
 

@@ -9,7 +9,7 @@ import Testing
 
 @Suite("ONNX Runtime reproduces NormKit's inference outputs")
 struct ONNXRuntimeTests {
-    @Test("MLPs (BN folded or not), a Keras-style model, SeedMLP and the norm siblings: ONNX Runtime equals predict within 1e-5")
+    @Test("MLPs (BN folded or not), a Keras-style model, SeedMLP, norm siblings, CNNs: ONNX Runtime equals predict within 1e-5")
     func onnxRuntimeMatchesPredict() throws {
         // Dense → BN → ReLU → Dense → Softmax on Fashion-MNIST images, BN with
         // running statistics from six training-mode batches and γ, β ≠ 1, 0.
@@ -63,12 +63,39 @@ struct ONNXRuntimeTests {
         setNonTrivialAffine(siblings)
         let siblingsInput = randomTensor([3, 6, 4, 5], seed: 40)
 
+        // A CNN with every convolution and pooling option the exporter writes:
+        // padding, asymmetric kernel and stride, dilation, groups, count_include_pad,
+        // a dilated max pool, Dropout (nothing in inference) and global average pooling.
+        let cnn = Sequential {
+            Conv2D(1, 4, kernelSize: 3, padding: 1, generator: SeededGenerator(seed: 5))
+            BatchNorm2d(4)
+            ReLU()
+            MaxPool2D(2)
+            Conv2D(4, 6, kernelSize: [3, 2], stride: [1, 2], padding: [1, 0], dilation: [2, 1], groups: 2,
+                   generator: SeededGenerator(seed: 6))
+            AvgPool2D(3, stride: 2, padding: 1, countsPadding: false)
+            Dropout(0.3, generator: SeededGenerator(seed: 7))
+            MaxPool2D(2, stride: 1, padding: 1, dilation: 2)
+            GlobalAveragePooling2D()
+            Linear(6, 3, generator: SeededGenerator(seed: 8))
+            Softmax()
+        }
+        let asImages = { (flat: Tensor) in flat.reshaped([flat.shape[0], 1, 28, 28]) }
+        try warmUpRunningStatistics(cnn, batches: (0..<3).map { asImages(try fashionImages(16, offset: 400 + 16 * $0)) })
+        setNonTrivialAffine(cnn)
+        // The issue-4 network, on 12×12 images to stay small.
+        let seedCNN = SeedCNN(imageSize: 12, generator: SeededGenerator(seed: 9))
+        try warmUpRunningStatistics(seedCNN, batches: (0..<3).map { randomTensor([8, 1, 12, 12], seed: 50 + UInt64($0)) })
+        setNonTrivialAffine(seedCNN)
+
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let cases: [(name: String, model: Module, inputShape: [Int], input: Tensor)] = [
             ("MLP", mlp, [784], images), ("MLP with BN folded", folded, [784], images),
             ("Keras-style", keras, [5, 3], kerasInput), ("SeedMLP", seed, [784], images),
             ("LayerNorm/GroupNorm/InstanceNorm", siblings, [6, 4, 5], siblingsInput),
+            ("CNN", cnn, [1, 28, 28], asImages(images)),
+            ("SeedCNN", seedCNN, [1, 12, 12], randomTensor([5, 1, 12, 12], seed: 60)),
         ]
         var runCases: [ONNXRuntimeCase] = []
         for (index, exported) in cases.enumerated() {
