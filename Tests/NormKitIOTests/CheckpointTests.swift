@@ -51,6 +51,21 @@ struct CheckpointTests {
         }
     }
 
+    @Test("the latest checkpoint is found under its own name, also when the epoch is not zero-padded")
+    func latestKeepsTheFileName() throws {
+        try withScratchDirectory { directory in
+            let checkpoints = CheckpointDirectory(path: directory)
+            let model = TinyNet(seed: 1)
+            let adam = Adam(model.parameters())
+            try checkpoints.save(Checkpoint(capturing: model, optimizer: adam, epoch: 2, shuffling: SeededGenerator(seed: 2)))
+            // Copied in by hand, without the padding `save` uses.
+            try Checkpoint(capturing: model, optimizer: adam, epoch: 12, shuffling: SeededGenerator(seed: 12))
+                .write(to: "\(directory)/epoch-12.safetensors")
+            #expect(checkpoints.latestPath() == "\(directory)/epoch-12.safetensors")
+            #expect(try checkpoints.latest()?.epoch == 12)
+        }
+    }
+
     @Test("a checkpoint file keeps the model, the optimizer, the epoch and both generators exactly")
     func checkpointRoundTrip() throws {
         try withScratchDirectory { directory in

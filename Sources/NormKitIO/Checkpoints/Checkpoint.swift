@@ -137,13 +137,17 @@ public struct CheckpointDirectory: Sendable {
     }
 
     /// The path of the checkpoint with the highest epoch, or nil if there is none (or no directory).
+    ///
+    /// Any `epoch-N.safetensors` counts, zero-padded or not (a file copied in by hand as
+    /// `epoch-12.safetensors`), and the path returned is the file's own name, not a re-padded one.
     public func latestPath() -> String? {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return nil }
-        let epochs = names.compactMap { name -> Int? in
-            guard name.hasPrefix("epoch-") && name.hasSuffix(".safetensors") else { return nil }
-            return Int(name.dropFirst(6).dropLast(12))
+        let epochs = names.compactMap { name -> (epoch: Int, name: String)? in
+            guard name.hasPrefix("epoch-") && name.hasSuffix(".safetensors"),
+                  let epoch = Int(name.dropFirst(6).dropLast(12)) else { return nil }
+            return (epoch, name)
         }
-        return epochs.max().map { filePath(epoch: $0) }
+        return epochs.max { ($0.epoch, $0.name) < ($1.epoch, $1.name) }.map { "\(path)/\($0.name)" }
     }
 
     /// The checkpoint with the highest epoch, or nil if there is none.
