@@ -339,6 +339,7 @@ public class BatchNorm: Module {
             return batchNorm(input, featureAxis: featureAxis, gamma: weight?.tensor, beta: bias?.tensor,
                              epsilon: epsilon, using: given).output
         }
+        guard input.scalarCount > 0 else { return emptyBatchOutput(input) }
         try checkValuesPerFeature(input.shape)
         let reference = renormalization.map { renormalization in
             let limits = renormalization.limits(atStep: numBatchesTracked)
@@ -354,6 +355,18 @@ public class BatchNorm: Module {
         lastRenormalizationCorrections = result.corrections
         if updatesRunningStatistics { updateRunningStatistics(with: statistics, groupCount: result.statistics.count) }
         return result.output
+    }
+
+    /// An empty batch ((0, C), or a zero-sized spatial axis) has no statistics: as in
+    /// PyTorch its output is empty, and the running estimates stay as they are. Unlike
+    /// PyTorch, `numBatchesTracked` does not count it, so a cumulative average and the
+    /// Batch Renormalization schedule only count batches that carried values.
+    /// Still one node, so γ and β get their (zero) gradients.
+    private func emptyBatchOutput(_ input: Tensor) -> Tensor {
+        let channels = featureCount!
+        let neutral = (mean: [Float](repeating: 0, count: channels), variance: [Float](repeating: 1, count: channels))
+        return batchNorm(input, featureAxis: featureAxis, gamma: weight?.tensor, beta: bias?.tensor,
+                         epsilon: epsilon, using: neutral).output
     }
 
     /// Throws unless every (ghost) batch has more than one value per feature.

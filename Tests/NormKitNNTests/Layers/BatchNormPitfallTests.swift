@@ -55,6 +55,25 @@ struct BatchNormPitfallTests {
         expectClose(y.scalars, expected.output, relative: 1e-6, "output")
     }
 
+    @Test("an empty training batch gives an empty output, as in PyTorch, and leaves the running estimates and the count alone",
+          arguments: [[0, 3], [2, 3, 0], [0, 3, 4, 4]])
+    func emptyBatchPassesThrough(shape: [Int]) throws {
+        let layers = [BatchNorm(featureCount: 3), BatchNorm(featureCount: 3, runningAverage: .cumulativeAverage),
+                      BatchNorm(featureCount: 3, ghostBatchSize: 2),
+                      BatchNorm(featureCount: 3, renormalization: .constant(rMax: 2, dMax: 1)),
+                      BatchNorm(featureCount: 3, tracksRunningStatistics: false)]
+        for layer in layers {
+            let y = try layer(Tensor(shape: shape) { _ in })
+            #expect(y.shape == shape, "\(layer)")
+            #expect(layer.numBatchesTracked == 0 && layer.nonFiniteBatchCount == 0, "\(layer)")
+            if layer.tracksRunningStatistics {
+                #expect(layer.runningMean?.scalars == [0, 0, 0] && layer.runningVariance?.scalars == [1, 1, 1], "\(layer)")
+            }
+            y.sum().backward()
+            #expect(layer.weight?.gradient?.scalars == [0, 0, 0], "γ gets a zero gradient: \(layer)")
+        }
+    }
+
     @Test("a training batch containing NaN or ∞ leaves the running estimates untouched and is counted",
           arguments: [Float.nan, Float.infinity])
     func nonFiniteBatchIsNotFolded(poison: Float) throws {
