@@ -105,13 +105,7 @@ public struct StateDictLoadReport: Sendable, Equatable {
 extension Module {
     /// Every buffer (saved, not trained: BN's running statistics and counter) with its dotted name.
     public func namedBuffers() -> [(String, StateValue)] {
-        var result: [(String, StateValue)] = []
-        for (prefix, module) in namedModules() {
-            for (name, value) in module.ownBuffers() {
-                result.append((prefix.isEmpty ? name : "\(prefix).\(name)", value))
-            }
-        }
-        return result
+        stateEntries().filter { $0.parameter == nil }.map { ($0.key, $0.value) }
     }
 
     /// The model's state with PyTorch's names: each module's parameters, then its
@@ -123,11 +117,23 @@ extension Module {
 
     /// `stateDict()` as an ordered list (PyTorch's order: parameters then buffers, module by module).
     public func namedState() -> [(String, StateValue)] {
-        var result: [(String, StateValue)] = []
+        stateEntries().map { ($0.key, $0.value) }
+    }
+
+    /// One entry of the state: its dotted key, the module that owns it under `name`,
+    /// its current value, and the `Parameter` when it is one (nil for a buffer).
+    private typealias StateEntry = (key: String, module: Module, name: String, value: StateValue, parameter: Parameter?)
+
+    /// Every parameter and buffer, module by module (parameters, then buffers), depth first:
+    /// what `namedState`, `namedBuffers` and `loadStateDict` all walk.
+    private func stateEntries() -> [StateEntry] {
+        var result: [StateEntry] = []
         for (prefix, module) in namedModules() {
             let qualified = { (name: String) in prefix.isEmpty ? name : "\(prefix).\(name)" }
-            for (name, parameter) in module.ownParameters() { result.append((qualified(name), .float(parameter.value))) }
-            for (name, value) in module.ownBuffers() { result.append((qualified(name), value)) }
+            for (name, parameter) in module.ownParameters() {
+                result.append((qualified(name), module, name, .float(parameter.value), parameter))
+            }
+            for (name, value) in module.ownBuffers() { result.append((qualified(name), module, name, value, nil)) }
         }
         return result
     }
@@ -143,23 +149,16 @@ extension Module {
     /// - Throws: `StateDictError` naming every missing, unexpected and mis-shaped key.
     @discardableResult
     public func loadStateDict(_ state: StateDict, strict: Bool = true) throws(StateDictError) -> StateDictLoadReport {
-        var targets: [(key: String, module: Module, name: String, current: StateValue, parameter: Parameter?)] = []
-        for (prefix, module) in namedModules() {
-            let qualified = { (name: String) in prefix.isEmpty ? name : "\(prefix).\(name)" }
-            for (name, parameter) in module.ownParameters() {
-                targets.append((qualified(name), module, name, .float(parameter.value), parameter))
-            }
-            for (name, value) in module.ownBuffers() { targets.append((qualified(name), module, name, value, nil)) }
-        }
+        let targets = stateEntries()
         let known = Set(targets.map(\.key))
         let missing = targets.map(\.key).filter { state[$0] == nil }
         let unexpected = state.keys.filter { !known.contains($0) }.sorted()
         var mismatched: [StateDictError.Mismatch] = []
         for target in targets {
             guard let value = state[target.key] else { continue }
-            let kindFits = target.current.kind == .float || value.kind == .integer
-            if value.shape != target.current.shape || !kindFits {
-                mismatched.append(.init(key: target.key, expected: target.current.description, found: value.description))
+            let kindFits = target.value.kind == .float || value.kind == .integer
+            if value.shape != target.value.shape || !kindFits {
+                mismatched.append(.init(key: target.key, expected: target.value.description, found: value.description))
             }
         }
         if !mismatched.isEmpty || (strict && !(missing.isEmpty && unexpected.isEmpty)) {
@@ -171,7 +170,7 @@ extension Module {
             if let parameter = target.parameter {
                 parameter.value = value.floatTensor
             } else {
-                target.module.setOwnBuffer(target.name, to: value.kind == target.current.kind ? value : .float(value.floatTensor))
+                target.module.setOwnBuffer(target.name, to: value.kind == target.value.kind ? value : .float(value.floatTensor))
             }
         }
         return StateDictLoadReport(missingKeys: missing, unexpectedKeys: unexpected)
