@@ -107,6 +107,18 @@ struct PlotTests {
         #expect(row.plots[0].layout.xTicks == [1, 2, 3])
     }
 
+    @Test("train --plot after --resume puts each point at its own epoch, not at 1, 2, …")
+    func resumedTrainingPlot() throws {
+        var history = History()
+        history.epochs = [3, 4, 5]
+        history.loss = [0.5, 0.45, 0.4]
+        let row = TrainingPlot.plot(history)
+        let line = try #require(try parsedPolylines(row.svg()).first)
+        let layout = row.plots[0].layout
+        #expect(line.points.map { ($0.0 * 100).rounded() } == [3.0, 4, 5].map { (layout.pixelX($0) * 100).rounded() })
+        #expect(layout.xTicks == [3, 4, 5])
+    }
+
     @Test("text is escaped: titles with & and < stay well-formed")
     func escaping() throws {
         #expect(escapeXML("a<b & \"c\"") == "a&lt;b &amp; &quot;c&quot;")

@@ -15,6 +15,9 @@ struct CompiledConfiguration {
 
 /// Per-epoch results of `fit`, like Keras' `History.history`.
 public struct History: Sendable {
+    /// The number of each epoch recorded (Keras' `history.epoch`, 1-based): 1, 2, … for a
+    /// fresh run, `initialEpoch + 1`, … for a resumed one.
+    public var epochs: [Int] = []
     public var loss: [Double] = []
     public var accuracy: [Double] = []
     public var validationLoss: [Double] = []
@@ -98,6 +101,7 @@ extension Module {
                                       loss: lossSum / Double(seen), accuracy: wantsAccuracy ? Double(correct) / Double(seen) : nil)
             }
             let seconds = monotonicSeconds() - started
+            history.epochs.append(epoch)
             history.epochSeconds.append(seconds)
             history.loss.append(lossSum / Double(max(seen, 1)))
             var line = "Epoch \(epoch)/\(epochs) - \(fixed(seconds, 2))s - loss: \(fixed(history.loss.last!, 4))"

@@ -5,7 +5,9 @@ import NormKit
 /// training dashed and test solid, as two panels of one SVG.
 public enum TrainingPlot {
     public static func plot(_ history: History) -> PlotRow {
-        let epochs = history.loss.indices.map { Double($0 + 1) }
+        // A resumed run's history starts after the checkpoint's epoch: plot its own numbers.
+        let epochs = history.epochs.count == history.loss.count
+            ? history.epochs.map(Double.init) : history.loss.indices.map { Double($0 + 1) }
         func panel(_ title: String, train: [Double], test: [Double], yRange: ClosedRange<Double>?) -> LinePlot {
             var series = [LinePlot.Series("training", x: epochs, y: train, dashed: true, color: "#1f77b4")]
             if test.count == epochs.count { series.append(.init("test", x: epochs, y: test, color: "#d62728")) }

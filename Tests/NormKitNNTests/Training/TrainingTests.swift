@@ -73,6 +73,19 @@ struct TrainingTests {
         #expect(blobs.batchNorm.numBatchesTracked == epochs * 8, "8 batches of 32 per epoch")
     }
 
+    @Test("History numbers the epochs it trained: 1, 2, … for a fresh run, initialEpoch + 1, … for a resumed one")
+    func historyNumbersTheEpochs() throws {
+        let blobs = BlobModel(seed: 10)
+        blobs.compile()
+        let data = TensorDataset(features: heldOutBlobs.x, labels: heldOutBlobs.y)
+        let fresh = try blobs.model.fit(data, epochs: 2, batchSize: 64, generator: SeededGenerator(seed: 11),
+                                        progress: .silent)
+        #expect(fresh.epochs == [1, 2])
+        let resumed = try blobs.model.fit(data, epochs: 5, batchSize: 64, generator: SeededGenerator(seed: 11),
+                                          progress: .silent, initialEpoch: 2)
+        #expect(resumed.epochs == [3, 4, 5] && resumed.loss.count == 3)
+    }
+
     @Test("fit is deterministic: two runs from the same seeds give bitwise identical weights and statistics")
     func fitIsDeterministic() throws {
         func run() throws -> (parameters: [[Float]], statistics: [[Float]], loss: [Double]) {
