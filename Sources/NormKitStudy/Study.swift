@@ -27,27 +27,29 @@ public enum Study {
         let figure1 = figure1Section(configuration, runs: figureRuns)
         tracker.end(figure1.verdicts)
 
-        // 2: learning rates.
-        tracker.begin(2, "learning rates", steps: 2 * configuration.learningRateGrid.count * configuration.sweepSteps)
-        let learningRateRuns = try configuration.learningRateGrid.flatMap { rate in
-            try [true, false].map { batchNorm in
-                try tracker.run(SigmoidRunConfiguration(
-                    batchNorm: batchNorm, hiddenWidths: configuration.hiddenWidths, steps: configuration.sweepSteps, batchSize: configuration.batchSize,
-                    learningRate: rate, initialStandardDeviation: configuration.initialStandardDeviation, seed: seed), data: data)
+        // 2 and 3 sweep one setting of the Figure-1 network: a pair of runs (with BN, then without) per grid value.
+        func sweep(_ grid: [Double], setting: (inout SigmoidRunConfiguration, Double) -> Void) throws -> [SigmoidRunResult] {
+            try grid.flatMap { value in
+                try [true, false].map { batchNorm in
+                    var run = SigmoidRunConfiguration(
+                        batchNorm: batchNorm, hiddenWidths: configuration.hiddenWidths, steps: configuration.sweepSteps,
+                        batchSize: configuration.batchSize, learningRate: configuration.learningRate,
+                        initialStandardDeviation: configuration.initialStandardDeviation, seed: seed)
+                    setting(&run, value)
+                    return try tracker.run(run, data: data)
+                }
             }
         }
+
+        // 2: learning rates.
+        tracker.begin(2, "learning rates", steps: 2 * configuration.learningRateGrid.count * configuration.sweepSteps)
+        let learningRateRuns = try sweep(configuration.learningRateGrid) { $0.learningRate = $1 }
         let learningRates = learningRateSection(configuration, runs: learningRateRuns)
         tracker.end(learningRates.verdicts)
 
         // 3: initial scales.
         tracker.begin(3, "initialization", steps: 2 * configuration.sigmaGrid.count * configuration.sweepSteps)
-        let sigmaRuns = try configuration.sigmaGrid.flatMap { sigma in
-            try [true, false].map { batchNorm in
-                try tracker.run(SigmoidRunConfiguration(
-                    batchNorm: batchNorm, hiddenWidths: configuration.hiddenWidths, steps: configuration.sweepSteps, batchSize: configuration.batchSize,
-                    learningRate: configuration.learningRate, initialStandardDeviation: sigma, seed: seed), data: data)
-            }
-        }
+        let sigmaRuns = try sweep(configuration.sigmaGrid) { $0.initialStandardDeviation = $1 }
         let initialization = initializationSection(configuration, runs: sigmaRuns)
         tracker.end(initialization.verdicts)
 

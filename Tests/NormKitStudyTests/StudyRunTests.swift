@@ -47,6 +47,14 @@ struct StudyRunTests {
                 #expect(p.p15 <= p.p50 && p.p50 <= p.p85)
             }
         }
+        // The sweeps: a pair (with BN, then without) per grid value, varying only the swept setting.
+        let learningRateSweep = report.results.learningRateSweep, sigmaSweep = report.results.initializationSweep
+        #expect(learningRateSweep.map(\.batchNorm) == [true, false, true, false])
+        #expect(learningRateSweep.map(\.learningRate) == [0.1, 0.1, 100, 100])
+        #expect(learningRateSweep.allSatisfy { $0.initialStandardDeviation == configuration.initialStandardDeviation })
+        #expect(sigmaSweep.map(\.batchNorm) == [true, false, true, false])
+        #expect(sigmaSweep.map(\.initialStandardDeviation) == [0.1, 0.1, 10, 10])
+        #expect(sigmaSweep.allSatisfy { $0.learningRate == configuration.learningRate })
         #expect(report.sections.count == 5)
         let markdown = try String(contentsOfFile: "\(directory)/README.md", encoding: .utf8)
         for section in report.sections {
