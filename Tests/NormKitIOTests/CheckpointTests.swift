@@ -105,11 +105,29 @@ struct CheckpointTests {
             try checkpoints.save(Checkpoint(capturing: other, optimizer: Adam(other.parameters()), epoch: 1,
                                             shuffling: SeededGenerator(seed: 1)))
             let model = TinyNet(seed: 1)
+            let before = bits(model.stateDict())
             let error = try #require(throws: StateDictError.self) {
                 try checkpoints.latest()!.restore(into: model, optimizer: Adam(model.parameters()), restoringGlobalRandom: false)
             }
             #expect(error.missingKeys.contains("bn.running_var"))
+            #expect(bits(model.stateDict()) == before)
         }
+    }
+
+    @Test("a checkpoint whose optimizer state does not fit is refused, and the model is left as it was")
+    func checkpointOfAnotherOptimizer() throws {
+        let saved = TinyNet(seed: 1)
+        let checkpoint = Checkpoint(capturing: saved, optimizer: Adam(saved.parameters()), epoch: 1,
+                                    shuffling: SeededGenerator(seed: 1))
+        let model = TinyNet(seed: 2)
+        let before = bits(model.stateDict())
+        #expect(before != bits(saved.stateDict()), "the two models differ, so a partial restore would show")
+        let error = try #require(throws: StateDictError.self) {
+            try checkpoint.restore(into: model, optimizer: SGD(model.parameters(), learningRate: 0.1),
+                                   restoringGlobalRandom: false)
+        }
+        #expect(error.unexpectedKeys.contains("step_count"))
+        #expect(bits(model.stateDict()) == before, "the model's state was restored only partly")
     }
 
     // Runs in a child process: resuming moves GlobalRandom, which other suites draw from.

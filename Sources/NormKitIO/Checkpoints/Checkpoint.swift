@@ -38,12 +38,20 @@ public struct Checkpoint {
                   globalRandom: GlobalRandom.current, shuffling: shuffling)
     }
 
-    /// Loads the model and optimizer state (strictly: the checkpoint must be of this model)
-    /// and, when `restoringGlobalRandom`, moves `GlobalRandom` to where it was.
+    /// Loads the model and optimizer state (strictly: the checkpoint must be of this model
+    /// and this kind of optimizer) and, when `restoringGlobalRandom`, moves `GlobalRandom`
+    /// to where it was. When either does not fit, it throws and neither has changed.
     public func restore(into model: Module, optimizer: any Optimizer, restoringGlobalRandom: Bool = true) throws {
+        let previous = model.stateDict()
         try model.loadStateDict(self.model, strict: true)
         let parameters = Dictionary(model.namedParameters().map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
-        try optimizer.loadStateDict(self.optimizer, parameters: parameters)
+        do {
+            try optimizer.loadStateDict(self.optimizer, parameters: parameters)
+        } catch {
+            // The optimizer checks everything before it changes anything; undo the model's load.
+            try! model.loadStateDict(previous, strict: true)   // the model's own state always fits it
+            throw error
+        }
         if restoringGlobalRandom { GlobalRandom.current = globalRandom }
     }
 
