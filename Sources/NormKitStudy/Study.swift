@@ -44,13 +44,13 @@ public enum Study {
         // 2: learning rates.
         tracker.begin(2, "learning rates", steps: 2 * configuration.learningRateGrid.count * configuration.sweepSteps)
         let learningRateRuns = try sweep(configuration.learningRateGrid) { $0.learningRate = $1 }
-        let learningRates = learningRateSection(configuration, runs: learningRateRuns)
+        let learningRates = learningRateSection(configuration, runs: learningRateRuns, classCount: data.classCount)
         tracker.end(learningRates.verdicts)
 
         // 3: initial scales.
         tracker.begin(3, "initialization", steps: 2 * configuration.sigmaGrid.count * configuration.sweepSteps)
         let sigmaRuns = try sweep(configuration.sigmaGrid) { $0.initialStandardDeviation = $1 }
-        let initialization = initializationSection(configuration, runs: sigmaRuns)
+        let initialization = initializationSection(configuration, runs: sigmaRuns, classCount: data.classCount)
         tracker.end(initialization.verdicts)
 
         tracker.begin(4, "train–test gap", steps: 0)
@@ -156,7 +156,8 @@ public enum Study {
                         xScale: .logarithmic, yRange: 0...1, width: 520)
     }
 
-    static func learningRateSection(_ configuration: StudyConfiguration, runs: [SigmoidRunResult]) -> ReportSection {
+    static func learningRateSection(_ configuration: StudyConfiguration, runs: [SigmoidRunResult],
+                                    classCount: Int) -> ReportSection {
         let grid = configuration.learningRateGrid, threshold = configuration.trainsThreshold
         let verdict = Verdicts.learningRateTolerance(
             grid: grid, trainsWithBN: grid.indices.map { runs[2 * $0].trains(threshold: threshold) },
@@ -165,17 +166,18 @@ public enum Study {
             id: "learning-rate", title: "2. Learning-rate tolerance",
             paragraphs: ["The Figure-1 network (σ \(number(configuration.initialStandardDeviation))) trained for "
                 + "\(grouped(configuration.sweepSteps)) steps of plain SGD at each learning rate. A run trains when its loss "
-                + "stays finite and its final test accuracy reaches \(percent(threshold, digits: 0)) (chance is 10 %); "
+                + "stays finite and its final test accuracy reaches \(percent(threshold, digits: 0)) (chance is \(percent(1 / Double(classCount), digits: 0))); "
                 + "a diverged run is plotted at chance."],
             figure: PlotRow([sweepPlot(title: "Final test accuracy against learning rate", xLabel: "learning rate (SGD)",
-                                       grid: grid, runs: runs, classes: 10)]),
+                                       grid: grid, runs: runs, classes: classCount)]),
             table: sweepTable("learning rate", grid: grid, runs: runs, threshold: threshold),
             verdicts: [LabeledVerdict(verdict)])
     }
 
-    static func initializationSection(_ configuration: StudyConfiguration, runs: [SigmoidRunResult]) -> ReportSection {
+    static func initializationSection(_ configuration: StudyConfiguration, runs: [SigmoidRunResult],
+                                      classCount: Int) -> ReportSection {
         let grid = configuration.sigmaGrid
-        func accuracy(_ run: SigmoidRunResult) -> Double { run.divergedAtStep == nil ? run.final.testAccuracy : 0.1 }
+        func accuracy(_ run: SigmoidRunResult) -> Double { run.divergedAtStep == nil ? run.final.testAccuracy : 1 / Double(classCount) }
         let verdict = Verdicts.initializationSensitivity(
             sigmas: grid, withBN: grid.indices.map { accuracy(runs[2 * $0]) },
             withoutBN: grid.indices.map { accuracy(runs[2 * $0 + 1]) })
@@ -184,7 +186,7 @@ public enum Study {
             paragraphs: ["The Figure-1 network trained for \(grouped(configuration.sweepSteps)) steps (learning rate "
                 + "\(number(configuration.learningRate))) from weights drawn with each σ. A diverged run counts as chance."],
             figure: PlotRow([sweepPlot(title: "Final test accuracy against initial σ", xLabel: "σ of the initial weights",
-                                       grid: grid, runs: runs, classes: 10)]),
+                                       grid: grid, runs: runs, classes: classCount)]),
             table: sweepTable("σ", grid: grid, runs: runs, threshold: configuration.trainsThreshold),
             verdicts: [LabeledVerdict(verdict)])
     }

@@ -1,4 +1,4 @@
-import NormKitStudy
+@testable import NormKitStudy
 import Testing
 
 /// A synthetic accuracy curve that rises linearly from 0.1 to `plateau` by `reachStep`, then stays.
@@ -109,5 +109,21 @@ struct VerdictTests {
         let behind = Verdicts.seedModel(withBN: [0.80, 0.81, 0.82], withoutBN: [0.81, 0.82, 0.83])
         #expect(!behind.supported)
         #expect(behind.text.contains("ahead in 0 of 3 epochs"))
+    }
+
+    @Test("a diverged sweep run counts as chance for the data's classes (5 % for 20), not a fixed 10 %")
+    func divergedRunCountsAsChanceOfTheClassCount() {
+        func run(batchNorm: Bool, divergedAt step: Int?) -> SigmoidRunResult {
+            SigmoidRunResult(batchNorm: batchNorm, learningRate: 0.5, initialStandardDeviation: 1,
+                             curve: [CurvePoint(step: 10, testAccuracy: 0.9, testLoss: 0.3, trainAccuracy: 0.9)],
+                             divergedAtStep: step)
+        }
+        var configuration = StudyConfiguration.quick()
+        configuration.sigmaGrid = [1]
+        let section = Study.initializationSection(configuration, runs: [run(batchNorm: true, divergedAt: nil),
+                                                                         run(batchNorm: false, divergedAt: 5)],
+                                                  classCount: 20)
+        #expect(section.verdicts[0].verdict.text.contains("90.0 %–90.0 % with BN, 5.0 %–5.0 % without"),
+                "\(section.verdicts[0].verdict.text)")
     }
 }
