@@ -59,6 +59,21 @@ struct RunningStatistics {
         [("running_mean", .float(mean)), ("running_var", .float(variance)), ("num_batches_tracked", .integer(batchesTracked))]
     }
 
+    /// Why `value` cannot be buffer `name`, or nil: a negative batch count would make the
+    /// cumulative average divide by 0 (and rewind Batch Renormalization's schedule), and a
+    /// negative running variance makes inference take the square root of a negative number.
+    /// Either would silently turn every later output into NaN, so loading refuses them.
+    static func expectationUnmet(byBuffer name: String, _ value: StateValue) -> String? {
+        switch name {
+        case "num_batches_tracked":
+            (value.integerScalar ?? 0) < 0 ? "a count ≥ 0" : nil
+        case "running_var":
+            value.floatTensor.scalars.contains { $0 < 0 } ? "variances ≥ 0" : nil
+        default:
+            nil
+        }
+    }
+
     /// Sets one of `buffers` by name; the state dict has checked names and shapes already.
     mutating func setBuffer(_ name: String, to value: StateValue, layer: @autoclosure () -> String) {
         switch name {

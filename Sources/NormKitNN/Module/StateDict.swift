@@ -62,6 +62,16 @@ public enum StateValue: CustomStringConvertible {
         case .integer(_, let shape): "int64\(shape)"
         }
     }
+
+    /// The kind, shape and (up to 8) values, for messages about values rather than shapes.
+    var valuesDescription: String {
+        let values = switch self {
+        case .float(let tensor): tensor.scalars.prefix(8).map { "\($0)" }
+        case .integer(let values, _): values.prefix(8).map { "\($0)" }
+        }
+        let more = values.count < (self.shape.reduce(1, *)) ? ", …" : ""
+        return "\(description) = [\(values.joined(separator: ", "))\(more)]"
+    }
 }
 
 /// A model's (or an optimizer's) state, keyed by PyTorch-style dotted names:
@@ -82,7 +92,8 @@ public struct StateDictError: Error, Sendable, CustomStringConvertible, Equatabl
     public let missingKeys: [String]
     /// Keys the state dict has and the model lacks.
     public let unexpectedKeys: [String]
-    /// Keys present in both with a different shape, or a float where an integer is needed.
+    /// Keys present in both with a different shape, a float where an integer is needed, or a value
+    /// the buffer cannot hold (a negative `num_batches_tracked` or running variance).
     public let mismatchedKeys: [Mismatch]
     /// The model's type, for the message.
     public let model: String
@@ -91,7 +102,8 @@ public struct StateDictError: Error, Sendable, CustomStringConvertible, Equatabl
         var lines = ["Error(s) loading state dict into \(model):"]
         if !missingKeys.isEmpty { lines.append("  missing keys: \(missingKeys.joined(separator: ", "))") }
         if !unexpectedKeys.isEmpty { lines.append("  unexpected keys: \(unexpectedKeys.joined(separator: ", "))") }
-        for mismatch in mismatchedKeys { lines.append("  size mismatch for \(mismatch)") }
+        // Shape, kind (a float for an integer counter) or value (a negative count): "expected" says which.
+        for mismatch in mismatchedKeys { lines.append("  mismatch for \(mismatch)") }
         return lines.joined(separator: "\n")
     }
 }
@@ -159,6 +171,8 @@ extension Module {
             let kindFits = target.value.kind == .float || value.kind == .integer
             if value.shape != target.value.shape || !kindFits {
                 mismatched.append(.init(key: target.key, expected: target.value.description, found: value.description))
+            } else if target.parameter == nil, let expected = target.module.expectationUnmet(byBuffer: target.name, value) {
+                mismatched.append(.init(key: target.key, expected: expected, found: value.valuesDescription))
             }
         }
         if !mismatched.isEmpty || (strict && !(missing.isEmpty && unexpected.isEmpty)) {

@@ -133,6 +133,30 @@ struct StateDictTests {
         #expect(error.mismatchedKeys == [.init(key: "bn.num_batches_tracked", expected: "int64[]", found: "float[]")])
     }
 
+    @Test("a negative batch count or running variance is refused, naming the key and the values, and changes nothing")
+    func impossibleRunningStatisticsAreRefused() throws {
+        let net = SmallNet(seed: 1)
+        let tracked = InstanceNorm1d(3, tracksRunningStatistics: true)
+        let before = bits(net.stateDict())
+        var state = SmallNet(seed: 2).stateDict()
+        state["bn.num_batches_tracked"] = .integer(-1)
+        state["bn.running_var"] = .float(Tensor([1, -0.5, 2]))
+        let error = try #require(throws: StateDictError.self) { try net.loadStateDict(state) }
+        #expect(error.mismatchedKeys == [
+            .init(key: "bn.running_var", expected: "variances ≥ 0", found: "float[3] = [1.0, -0.5, 2.0]"),
+            .init(key: "bn.num_batches_tracked", expected: "a count ≥ 0", found: "int64[] = [-1]"),
+        ])
+        #expect(bits(net.stateDict()) == before, "a refused state dict leaves the model unchanged")
+        // InstanceNorm keeps the same buffers and the same rule; valid values still load.
+        var instanceState = tracked.stateDict()
+        instanceState["num_batches_tracked"] = .integer(-3)
+        #expect(throws: StateDictError.self) { try tracked.loadStateDict(instanceState) }
+        instanceState["num_batches_tracked"] = .integer(0)
+        instanceState["running_var"] = .float(Tensor([0, 1, 2]))
+        try tracked.loadStateDict(instanceState)
+        #expect(tracked.runningVariance?.scalars == [0, 1, 2])
+    }
+
     @Test("SeedMLP(shapedLike:) takes its sizes and batch norm from a state dict, and refuses one without fc1/fc2 weights")
     func seedModelShapedLikeStateDict() throws {
         let source = SeedMLP(inputFeatures: 12, hiddenFeatures: 5, classes: 3)
