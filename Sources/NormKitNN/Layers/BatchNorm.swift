@@ -426,10 +426,6 @@ public class BatchNorm: Module {
         running!.setBuffer(name, to: value, layer: description)
     }
 
-    override func expectationUnmet(byBuffer name: String, _ value: StateValue) -> String? {
-        RunningStatistics.expectationUnmet(byBuffer: name, value)
-    }
-
     public override var description: String {
         let name = String(describing: type(of: self))
         return "\(name)(\(featureCount.map(String.init) ?? "?"), epsilon: \(epsilon), \(runningAverage)"

@@ -157,10 +157,6 @@ public class InstanceNorm: Module {
         running!.setBuffer(name, to: value, layer: description)
     }
 
-    override func expectationUnmet(byBuffer name: String, _ value: StateValue) -> String? {
-        RunningStatistics.expectationUnmet(byBuffer: name, value)
-    }
-
     public override var description: String {
         var options = ["epsilon: \(epsilon)"]
         if isAffine { options.append("affine: true") }

@@ -85,6 +85,15 @@ struct RunningStatistics {
     }
 }
 
+/// A layer whose buffers are a `RunningStatistics`' (BatchNorm, InstanceNorm), so that
+/// `loadStateDict` can check their values with `RunningStatistics.expectationUnmet`.
+/// A protocol rather than an overridable `Module` method: adding one would change
+/// `Module`'s vtable, which other modules' stale incremental builds do not notice.
+protocol _KeepsRunningStatistics: Module {}
+
+extension BatchNorm: _KeepsRunningStatistics {}
+extension InstanceNorm: _KeepsRunningStatistics {}
+
 extension RunningAverage {
     /// Stops with a message naming `layer` when the weight is outside [0, 1].
     func validate(layer: @autoclosure () -> String) {

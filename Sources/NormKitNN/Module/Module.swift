@@ -119,11 +119,6 @@ open class Module: CustomStringConvertible {
         preconditionFailure("\(type(of: self)) lists buffer '\(name)' in ownBuffers() but does not override setOwnBuffer(_:to:)")
     }
 
-    /// What no value of buffer `name` may be, when `value` (already of the right shape and
-    /// kind) is one: e.g. "a count ≥ 0" for a negative `num_batches_tracked`. nil when it fits.
-    /// `loadStateDict` lists such entries as mismatched instead of loading them.
-    func expectationUnmet(byBuffer name: String, _ value: StateValue) -> String? { nil }
-
     /// Stored properties of the dynamic type and its superclasses below `Module`,
     /// with a leading underscore stripped from names (so `_weight` is `weight`).
     private func storedProperties() -> [(String, Any)] {

@@ -171,7 +171,8 @@ extension Module {
             let kindFits = target.value.kind == .float || value.kind == .integer
             if value.shape != target.value.shape || !kindFits {
                 mismatched.append(.init(key: target.key, expected: target.value.description, found: value.description))
-            } else if target.parameter == nil, let expected = target.module.expectationUnmet(byBuffer: target.name, value) {
+            } else if target.module is any _KeepsRunningStatistics,
+                      let expected = RunningStatistics.expectationUnmet(byBuffer: target.name, value) {
                 mismatched.append(.init(key: target.key, expected: expected, found: value.valuesDescription))
             }
         }
