@@ -4,63 +4,259 @@
 // channels-first tensor (N, C, L…) has outer = N, inner = L…; a channels-last
 // one (N, …, C) has outer = N·…, inner = 1. Every channel owns
 // m = outer · inner values.
+//
+// How they are fast (numbers in Benchmarks/README.md):
+// - Channels-first (inner > 1): one task per channel range. A channel's
+//   values (outer rows of `inner` floats) are read once from memory for the
+//   statistics and then again while they are still in the core's L2 for the
+//   output (`batchNormTrainingForward`) or the input gradient
+//   (`batchNormBackward`): one trip to memory per tensor.
+// - Channels-last (inner == 1): rows of `channels` floats, vectorized across
+//   channels; threads take row ranges, each with its own partial sums, added
+//   up afterwards.
+// - Inner loops work on SIMD16<Float> (one AVX-512 register with the
+//   `NativeCPU` trait) with a scalar tail; sums are kept in SIMD8<Double>.
+// - Work below `_BatchNormTuning.parallelGrain` elements per thread runs on
+//   the calling thread; nothing allocates on the heap for small shapes.
+//
+// Statistics are "shifted sums" in Double: with k a value of the channel,
+// S = Σ(x − k) and Q = Σ(x − k)² give mean = k + S/m and
+// variance = Q/m − (S/m)². Every x − k is formed in Double (exact for Floats
+// within 2^29 of each other), so the only cancellation is in Q/m − (S/m)²,
+// which loses a factor 1 + (mean − k)²/variance of Double's 1e-16 relative
+// precision. When (mean − k)² > 16·variance the pass is repeated with
+// k = mean rounded to Float, which makes that factor ≤ 1 + 1/16 (two-pass):
+// at most 17 × Double rounding either way, far below Float resolution, for
+// any data (mean 1e4 and std 1e-3 included). One pass suffices in the usual
+// case because k is one of the channel's own values.
+
+/// Tuning constants of the batch-norm kernels.
+@usableFromInline
+enum _BatchNormTuning {
+    /// Elements per thread below which splitting costs more than it saves
+    /// (a dispatch costs a few microseconds; 32 Ki floats take about that long).
+    static let parallelGrain = 1 << 15
+    /// Largest (mean − k)² / variance accepted from the one-pass shifted sums.
+    static let shiftTolerance = 16.0
+}
+
+// MARK: - SIMD helpers
+
+@inline(__always)
+private func _load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+
+@inline(__always)
+private func _store16(_ value: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD16<Float>.self)
+}
+
+@inline(__always)
+private func _load8(_ p: UnsafePointer<Double>) -> SIMD8<Double> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Double>.self)
+}
+
+@inline(__always)
+private func _store8(_ value: SIMD8<Double>, _ p: UnsafeMutablePointer<Double>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD8<Double>.self)
+}
+
+/// How many chunks to split `work` elements into: `threads` when given
+/// (tests force a split), else as many as `Threading.count` allows with at least
+/// `parallelGrain` elements each; never more than `units` (channels or rows).
+@inline(__always)
+private func _chunkCount(work: Int, units: Int, threads: Int?) -> Int {
+    let wanted = threads ?? min(Threading.count, work / _BatchNormTuning.parallelGrain)
+    return max(1, min(wanted, units))
+}
+
+/// The `chunk`-th of `chunks` near-equal parts of 0..<count.
+@inline(__always)
+private func _part(_ chunk: Int, of chunks: Int, count: Int) -> Range<Int> {
+    (count * chunk / chunks)..<(count * (chunk + 1) / chunks)
+}
+
+// MARK: - Shifted sums
+
+/// Σ(x − k) and Σ(x − k)² in Double over `rows` lines of `length` floats,
+/// `rowStride` apart (one channel of a channels-first tensor).
+@inline(__always)
+private func _shiftedSums(_ first: UnsafePointer<Float>, rows: Int, rowStride: Int, length: Int,
+                          shift k: Double) -> (sum: Double, squares: Double) {
+    let kv = SIMD8<Double>(repeating: k)
+    var s0 = SIMD8<Double>(), s1 = SIMD8<Double>(), q0 = SIMD8<Double>(), q1 = SIMD8<Double>()
+    var sum = 0.0, squares = 0.0
+    for row in 0..<rows {
+        let line = first + row * rowStride
+        var i = 0
+        while i + 16 <= length {
+            let v = _load16(line + i)
+            let d0 = SIMD8<Double>(v.lowHalf) - kv, d1 = SIMD8<Double>(v.highHalf) - kv
+            s0 += d0; s1 += d1
+            q0 += d0 * d0; q1 += d1 * d1
+            i += 16
+        }
+        while i < length {
+            let d = Double(line[i]) - k
+            sum += d; squares += d * d
+            i += 1
+        }
+    }
+    return (sum + (s0 + s1).sum(), squares + (q0 + q1).sum())
+}
+
+/// Mean and biased variance of one channel-first channel (shifted sums, see the file header).
+@inline(__always)
+private func _channelStatistics(_ first: UnsafePointer<Float>, rows: Int, rowStride: Int, length: Int)
+    -> (mean: Double, variance: Double) {
+    let m = Double(rows * length)
+    var k = Double(first[0])
+    var (s, q) = _shiftedSums(first, rows: rows, rowStride: rowStride, length: length, shift: k)
+    var offset = s / m
+    if offset * offset > _BatchNormTuning.shiftTolerance * (q / m - offset * offset) {
+        // k was far from the mean (in standard deviations): centre on the mean.
+        k = Double(Float(k + offset))
+        (s, q) = _shiftedSums(first, rows: rows, rowStride: rowStride, length: length, shift: k)
+        offset = s / m
+    }
+    return (k + offset, max(q / m - offset * offset, 0))
+}
+
+/// Adds Σ(x − k[c]) and Σ(x − k[c])² of `rows` channels-last rows into `sums`
+/// and `squares` (`channels` Doubles each).
+@inline(__always)
+private func _addShiftedRowSums(_ x: UnsafePointer<Float>, rows: Range<Int>, channels: Int,
+                                shift k: UnsafePointer<Double>,
+                                sums: UnsafeMutablePointer<Double>, squares: UnsafeMutablePointer<Double>) {
+    for row in rows {
+        let line = x + row * channels
+        var c = 0
+        while c + 16 <= channels {
+            let v = _load16(line + c)
+            let d0 = SIMD8<Double>(v.lowHalf) - _load8(k + c), d1 = SIMD8<Double>(v.highHalf) - _load8(k + c + 8)
+            _store8(_load8(sums + c) + d0, sums + c)
+            _store8(_load8(sums + c + 8) + d1, sums + c + 8)
+            _store8(_load8(squares + c) + d0 * d0, squares + c)
+            _store8(_load8(squares + c + 8) + d1 * d1, squares + c + 8)
+            c += 16
+        }
+        while c < channels {
+            let d = Double(line[c]) - k[c]
+            sums[c] += d; squares[c] += d * d
+            c += 1
+        }
+    }
+}
+
+/// Channels-last statistics into `mean` and `variance`; `scratch` holds
+/// (2·chunks + 1)·channels Doubles.
+private func _channelsLastStatistics(_ x: UnsafePointer<Float>, rows: Int, channels: Int, chunks: Int,
+                                     mean: UnsafeMutablePointer<Double>, variance: UnsafeMutablePointer<Double>,
+                                     scratch: UnsafeMutablePointer<Double>) {
+    let m = Double(rows)
+    let k = scratch, partials = scratch + channels
+    for c in 0..<channels { k[c] = Double(x[c]) }
+    for attempt in 0..<2 {
+        partials.update(repeating: 0, count: 2 * chunks * channels)
+        Threading.parallelFor(chunks: chunks) { chunk in
+            let sums = partials + 2 * chunk * channels
+            _addShiftedRowSums(x, rows: _part(chunk, of: chunks, count: rows), channels: channels, shift: k,
+                               sums: sums, squares: sums + channels)
+        }
+        var wellCentred = true
+        for c in 0..<channels {
+            var s = 0.0, q = 0.0
+            for chunk in 0..<chunks {
+                s += partials[2 * chunk * channels + c]
+                q += partials[(2 * chunk + 1) * channels + c]
+            }
+            let offset = s / m
+            mean[c] = k[c] + offset
+            variance[c] = max(q / m - offset * offset, 0)
+            if offset * offset > _BatchNormTuning.shiftTolerance * (q / m - offset * offset) { wellCentred = false }
+        }
+        if wellCentred || attempt == 1 { break }
+        for c in 0..<channels { k[c] = Double(Float(mean[c])) }
+    }
+}
+
+// MARK: - Statistics
 
 /// Per-channel batch mean and biased variance of x (outer, channels, inner).
 ///
-/// Two passes with Double accumulators: first the mean, then the mean of the
-/// squared deviations from it, each deviation formed in Double. The one-pass
-/// E[x²] − E[x]² formula cancels catastrophically when |mean| ≫ std (at mean
-/// 1e4 and std 1e-3 it loses every significant digit); two passes do not.
-/// The variance is clamped at 0.
+/// Exact to Double rounding for any data: shifted sums in Double, repeated
+/// around the mean when the first value was far from it (see the file header;
+/// the one-pass E[x²] − E[x]² formula would lose every digit at mean 1e4,
+/// std 1e-3). The variance is clamped at 0.
 ///
 /// - Parameters:
 ///   - mean, variance: `channels` values each, written.
-@inlinable
+///   - threads: how many chunks to split the work into; nil chooses from
+///     `Threading.count` and the size.
 public func batchNormStatistics(
     _ x: UnsafeBufferPointer<Float>, outer: Int, channels: Int, inner: Int,
-    mean: UnsafeMutableBufferPointer<Double>, variance: UnsafeMutableBufferPointer<Double>
+    mean: UnsafeMutableBufferPointer<Double>, variance: UnsafeMutableBufferPointer<Double>,
+    threads: Int? = nil
 ) {
     precondition(x.count == outer * channels * inner && mean.count == channels && variance.count == channels,
                  "batchNormStatistics: buffers (\(x.count), \(mean.count), \(variance.count)) do not fit (\(outer), \(channels), \(inner))")
-    let m = Double(outer * inner)
-    let p = x.baseAddress!
-    mean.update(repeating: 0)
-    variance.update(repeating: 0)
+    guard channels > 0 else { return }
+    guard x.count > 0 else {
+        mean.update(repeating: .nan); variance.update(repeating: .nan)
+        return
+    }
+    let px = x.baseAddress!, pm = mean.baseAddress!, pv = variance.baseAddress!
     if inner == 1 {
-        // Rows of `channels` values: accumulate across rows, vectorized over channels.
-        for row in 0..<outer {
-            let line = p + row * channels
-            for c in 0..<channels { mean[c] += Double(line[c]) }
-        }
-        for c in 0..<channels { mean[c] /= m }
-        for row in 0..<outer {
-            let line = p + row * channels
-            for c in 0..<channels {
-                let deviation = Double(line[c]) - mean[c]
-                variance[c] += deviation * deviation
-            }
+        let chunks = _chunkCount(work: x.count, units: outer, threads: threads)
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: (2 * chunks + 1) * channels) { scratch in
+            _channelsLastStatistics(px, rows: outer, channels: channels, chunks: chunks, mean: pm, variance: pv,
+                                    scratch: scratch.baseAddress!)
         }
     } else {
-        for c in 0..<channels {
-            var total = 0.0
-            for o in 0..<outer {
-                let line = p + (o * channels + c) * inner
-                for i in 0..<inner { total += Double(line[i]) }
+        let chunks = _chunkCount(work: x.count, units: channels, threads: threads)
+        Threading.parallelFor(chunks: chunks) { chunk in
+            for c in _part(chunk, of: chunks, count: channels) {
+                (pm[c], pv[c]) = _channelStatistics(px + c * inner, rows: outer, rowStride: channels * inner, length: inner)
             }
-            let mu = total / m
-            mean[c] = mu
-            var squares = 0.0
-            for o in 0..<outer {
-                let line = p + (o * channels + c) * inner
-                for i in 0..<inner {
-                    let deviation = Double(line[i]) - mu
-                    squares += deviation * deviation
-                }
-            }
-            variance[c] = squares
         }
     }
-    for c in 0..<channels { variance[c] = max(variance[c] / m, 0) }
+}
+
+// MARK: - Apply (inference) and the fused training forward
+
+/// y = (x − centre)·scale + shift over `count` floats with one channel's constants.
+@inline(__always)
+private func _applyLine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int,
+                        center: Float, scale: Float, shift: Float) {
+    let cv = SIMD16<Float>(repeating: center), av = SIMD16<Float>(repeating: scale), bv = SIMD16<Float>(repeating: shift)
+    var i = 0
+    while i + 16 <= count {
+        _store16((_load16(x + i) - cv) * av + bv, y + i)
+        i += 16
+    }
+    while i < count {
+        y[i] = (x[i] - center) * scale + shift
+        i += 1
+    }
+}
+
+/// y = (x − centre[c])·scale[c] + shift[c] over channels-last rows, vectorized across channels.
+@inline(__always)
+private func _applyRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>, channels: Int,
+                        center: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>) {
+    for row in rows {
+        let line = x + row * channels, out = y + row * channels
+        var c = 0
+        while c + 16 <= channels {
+            _store16((_load16(line + c) - _load16(center + c)) * _load16(scale + c) + _load16(shift + c), out + c)
+            c += 16
+        }
+        while c < channels {
+            out[c] = (line[c] - center[c]) * scale[c] + shift[c]
+            c += 1
+        }
+    }
 }
 
 /// y = (x − center[c]) · scale[c] + shift[c] over (outer, channels, inner):
@@ -75,35 +271,217 @@ public func batchNormStatistics(
 ///
 /// - Parameters:
 ///   - center: `channels` values subtracted first; nil for 0 (plain x·scale + shift).
-@inlinable
+///   - threads: how many chunks to split the work into; nil chooses from
+///     `Threading.count` and the size.
 public func batchNormApply(
     _ x: UnsafeBufferPointer<Float>, outer: Int, channels: Int, inner: Int,
     scale: UnsafeBufferPointer<Float>, shift: UnsafeBufferPointer<Float>,
     center: UnsafeBufferPointer<Float>? = nil,
-    output y: UnsafeMutableBufferPointer<Float>
+    output y: UnsafeMutableBufferPointer<Float>,
+    threads: Int? = nil
 ) {
     precondition(x.count == outer * channels * inner && y.count == x.count && scale.count == channels && shift.count == channels
                  && (center?.count ?? channels) == channels,
                  "batchNormApply: buffers do not fit (\(outer), \(channels), \(inner))")
-    let zeros = center == nil ? [Float](repeating: 0, count: channels) : []
-    zeros.withUnsafeBufferPointer { zeroBuffer in
-        let mu = center ?? zeroBuffer
-        let px = x.baseAddress!, py = y.baseAddress!
-        if inner == 1 {
-            for row in 0..<outer {
-                let base = row * channels
-                for c in 0..<channels { py[base + c] = (px[base + c] - mu[c]) * scale[c] + shift[c] }
+    guard x.count > 0 else { return }
+    let px = x.baseAddress!, py = y.baseAddress!, ps = scale.baseAddress!, pb = shift.baseAddress!
+    if inner == 1 {
+        let chunks = _chunkCount(work: x.count, units: outer, threads: threads)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: center == nil ? channels : 0) { zeros in
+            let pc: UnsafePointer<Float>
+            if let center { pc = center.baseAddress! } else {
+                zeros.initialize(repeating: 0)
+                pc = UnsafePointer(zeros.baseAddress!)
             }
-        } else {
-            for o in 0..<outer {
-                for c in 0..<channels {
-                    let base = (o * channels + c) * inner
-                    let m = mu[c], a = scale[c], b = shift[c]
-                    for i in 0..<inner { py[base + i] = (px[base + i] - m) * a + b }
+            Threading.parallelFor(chunks: chunks) { chunk in
+                _applyRows(px, py, rows: _part(chunk, of: chunks, count: outer), channels: channels,
+                           center: pc, scale: ps, shift: pb)
+            }
+        }
+    } else {
+        // Rows of `inner` values in memory order; row r belongs to channel r % channels.
+        let rows = outer * channels
+        let chunks = _chunkCount(work: x.count, units: rows, threads: threads)
+        let pc = center?.baseAddress
+        Threading.parallelFor(chunks: chunks) { chunk in
+            for row in _part(chunk, of: chunks, count: rows) {
+                let c = row % channels
+                _applyLine(px + row * inner, py + row * inner, count: inner,
+                           center: pc?[c] ?? 0, scale: ps[c], shift: pb[c])
+            }
+        }
+    }
+}
+
+/// The per-channel constants of y = (x − center)·scale + shift (see `batchNormApply`).
+public struct BatchNormChannelConstants: Sendable, Equatable {
+    public var center: Float, scale: Float, shift: Float
+    public init(center: Float, scale: Float, shift: Float) {
+        self.center = center
+        self.scale = scale
+        self.shift = shift
+    }
+}
+
+/// The training forward in one call: the batch statistics (as
+/// `batchNormStatistics`) and y = (x − center)·scale + shift with the constants
+/// `fold(channel, mean, variance)` returns for each channel.
+///
+/// Channels-first, each channel is normalized right after its statistics,
+/// while its values are still in cache: the tensor crosses the memory bus
+/// once for reading instead of twice. `fold` may run on several threads at
+/// once (for different channels) and must not touch shared mutable state.
+///
+/// - Parameters:
+///   - mean, variance: `channels` values each, written (biased variance).
+///   - threads: how many chunks to split the work into; nil chooses.
+public func batchNormTrainingForward(
+    _ x: UnsafeBufferPointer<Float>, outer: Int, channels: Int, inner: Int,
+    mean: UnsafeMutableBufferPointer<Double>, variance: UnsafeMutableBufferPointer<Double>,
+    output y: UnsafeMutableBufferPointer<Float>,
+    threads: Int? = nil,
+    fold: (_ channel: Int, _ mean: Double, _ variance: Double) -> BatchNormChannelConstants
+) {
+    precondition(x.count == outer * channels * inner && y.count == x.count && mean.count == channels
+                 && variance.count == channels,
+                 "batchNormTrainingForward: buffers (\(x.count), \(y.count), \(mean.count), \(variance.count)) do not fit (\(outer), \(channels), \(inner))")
+    guard channels > 0 else { return }
+    guard x.count > 0 else {
+        mean.update(repeating: .nan); variance.update(repeating: .nan)
+        return
+    }
+    let px = x.baseAddress!, py = y.baseAddress!, pm = mean.baseAddress!, pv = variance.baseAddress!
+    if inner == 1 {
+        let chunks = _chunkCount(work: x.count, units: outer, threads: threads)
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: (2 * chunks + 1) * channels) { scratch in
+            _channelsLastStatistics(px, rows: outer, channels: channels, chunks: chunks, mean: pm, variance: pv,
+                                    scratch: scratch.baseAddress!)
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * channels) { constants in
+            let center = constants.baseAddress!, scale = center + channels, shift = scale + channels
+            for c in 0..<channels {
+                let k = fold(c, pm[c], pv[c])
+                (center[c], scale[c], shift[c]) = (k.center, k.scale, k.shift)
+            }
+            Threading.parallelFor(chunks: chunks) { chunk in
+                // Backwards: the rows the statistics pass read last are still in cache.
+                let part = _part(chunks - 1 - chunk, of: chunks, count: outer)
+                _applyRows(px, py, rows: part, channels: channels, center: center, scale: scale, shift: shift)
+            }
+        }
+    } else {
+        let chunks = _chunkCount(work: x.count, units: channels, threads: threads)
+        let rowStride = channels * inner
+        Threading.parallelFor(chunks: chunks) { chunk in
+            for c in _part(chunk, of: chunks, count: channels) {
+                let first = px + c * inner
+                (pm[c], pv[c]) = _channelStatistics(first, rows: outer, rowStride: rowStride, length: inner)
+                let k = fold(c, pm[c], pv[c])
+                for row in 0..<outer {
+                    _applyLine(first + row * rowStride, py + c * inner + row * rowStride, count: inner,
+                               center: k.center, scale: k.scale, shift: k.shift)
                 }
             }
         }
     }
+}
+
+// MARK: - Backward
+
+/// Σdy and Σdy·(x − mean) in Double over one channels-first channel.
+@inline(__always)
+private func _gradientSums(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, rows: Int, rowStride: Int,
+                           length: Int, mean: Float) -> (sumDy: Double, sumDyCentered: Double) {
+    let mv = SIMD16<Float>(repeating: mean)
+    var s0 = SIMD8<Double>(), s1 = SIMD8<Double>(), p0 = SIMD8<Double>(), p1 = SIMD8<Double>()
+    var sum = 0.0, products = 0.0
+    for row in 0..<rows {
+        let xl = x + row * rowStride, gl = dy + row * rowStride
+        var i = 0
+        while i + 16 <= length {
+            let g = _load16(gl + i)
+            let product = g * (_load16(xl + i) - mv)
+            s0 += SIMD8<Double>(g.lowHalf); s1 += SIMD8<Double>(g.highHalf)
+            p0 += SIMD8<Double>(product.lowHalf); p1 += SIMD8<Double>(product.highHalf)
+            i += 16
+        }
+        while i < length {
+            sum += Double(gl[i]); products += Double(gl[i] * (xl[i] - mean))
+            i += 1
+        }
+    }
+    return (sum + (s0 + s1).sum(), products + (p0 + p1).sum())
+}
+
+/// dx = dy·a + (x − mean)·b + k over `count` floats.
+@inline(__always)
+private func _inputGradientLine(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                count: Int, mean: Float, a: Float, b: Float, k: Float) {
+    let mv = SIMD16<Float>(repeating: mean), av = SIMD16<Float>(repeating: a)
+    let bv = SIMD16<Float>(repeating: b), kv = SIMD16<Float>(repeating: k)
+    var i = 0
+    while i + 16 <= count {
+        _store16(_load16(dy + i) * av + (_load16(x + i) - mv) * bv + kv, dx + i)
+        i += 16
+    }
+    while i < count {
+        dx[i] = dy[i] * a + (x[i] - mean) * b + k
+        i += 1
+    }
+}
+
+/// Adds Σdy and Σdy·(x − mean[c]) of channels-last rows into `sums`, `products`.
+@inline(__always)
+private func _addGradientRowSums(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, rows: Range<Int>, channels: Int,
+                                 mean: UnsafePointer<Float>,
+                                 sums: UnsafeMutablePointer<Double>, products: UnsafeMutablePointer<Double>) {
+    for row in rows {
+        let xl = x + row * channels, gl = dy + row * channels
+        var c = 0
+        while c + 16 <= channels {
+            let g = _load16(gl + c)
+            let product = g * (_load16(xl + c) - _load16(mean + c))
+            _store8(_load8(sums + c) + SIMD8<Double>(g.lowHalf), sums + c)
+            _store8(_load8(sums + c + 8) + SIMD8<Double>(g.highHalf), sums + c + 8)
+            _store8(_load8(products + c) + SIMD8<Double>(product.lowHalf), products + c)
+            _store8(_load8(products + c + 8) + SIMD8<Double>(product.highHalf), products + c + 8)
+            c += 16
+        }
+        while c < channels {
+            sums[c] += Double(gl[c]); products[c] += Double(gl[c] * (xl[c] - mean[c]))
+            c += 1
+        }
+    }
+}
+
+/// dx = dy·a[c] + (x − mean[c])·b[c] + k[c] over channels-last rows.
+@inline(__always)
+private func _inputGradientRows(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                rows: Range<Int>, channels: Int, mean: UnsafePointer<Float>,
+                                a: UnsafePointer<Float>, b: UnsafePointer<Float>, k: UnsafePointer<Float>) {
+    for row in rows {
+        let xl = x + row * channels, gl = dy + row * channels, out = dx + row * channels
+        var c = 0
+        while c + 16 <= channels {
+            _store16(_load16(gl + c) * _load16(a + c) + (_load16(xl + c) - _load16(mean + c)) * _load16(b + c)
+                     + _load16(k + c), out + c)
+            c += 16
+        }
+        while c < channels {
+            out[c] = gl[c] * a[c] + (xl[c] - mean[c]) * b[c] + k[c]
+            c += 1
+        }
+    }
+}
+
+/// Per-channel coefficients of dx = dy·A + (x − mean)·B + C from the two sums.
+@inline(__always)
+private func _inputGradientCoefficients(sumDy: Double, sumDyCentered: Double, m: Double, gamma: Float, invstd: Float,
+                                        residual: Float, statisticsFromBatch: Bool) -> (a: Float, b: Float, k: Float) {
+    let g = Double(gamma), s = Double(invstd)
+    guard statisticsFromBatch else { return (Float(g * s), 0, 0) }
+    let bc = -g * s * s * s * sumDyCentered / m
+    return (Float(g * s), Float(bc), Float(-g * s * sumDy / m - bc * Double(residual)))
 }
 
 /// The fused batch-norm pullback.
@@ -113,9 +491,10 @@ public func batchNormApply(
 /// - when μ, invstd are the batch's statistics (training):
 ///   dx = γ·invstd/m · (m·dy − Σdy − x̂·Σ(dy·x̂));
 /// - when they are constants (running statistics, inference): dx = dy·γ·invstd.
-/// One reduction pass computes both sums; the second pass writes
+/// One reduction pass computes both sums (in Double); the second pass writes
 /// dx = dy·A + (x − mean)·B + C with per-channel A, B, C. Centring x before
 /// scaling matters when |μ| ≫ σ: x·B and μ·B would be huge and cancel in Float.
+/// Channels-first, both passes run per channel while its values are in cache.
 ///
 /// - Parameters:
 ///   - mean, inverseStandardDeviation: the statistics the forward used (`channels`).
@@ -123,7 +502,7 @@ public func batchNormApply(
 ///     to Float (the part rounding lost, which matters when |μ| ≫ σ); nil for 0.
 ///   - gamma: the scale, or nil for 1 (affine off).
 ///   - inputGradient: written when non-nil; gammaGradient, betaGradient likewise.
-@inlinable
+///   - threads: how many chunks to split the work into; nil chooses.
 public func batchNormBackward(
     input x: UnsafeBufferPointer<Float>, outputGradient dy: UnsafeBufferPointer<Float>,
     outer: Int, channels: Int, inner: Int,
@@ -131,73 +510,72 @@ public func batchNormBackward(
     gamma: UnsafeBufferPointer<Float>?, statisticsFromBatch: Bool,
     meanResidual: UnsafeBufferPointer<Float>? = nil,
     inputGradient dx: UnsafeMutableBufferPointer<Float>?,
-    gammaGradient: UnsafeMutableBufferPointer<Float>?, betaGradient: UnsafeMutableBufferPointer<Float>?
+    gammaGradient: UnsafeMutableBufferPointer<Float>?, betaGradient: UnsafeMutableBufferPointer<Float>?,
+    threads: Int? = nil
 ) {
-    precondition(x.count == outer * channels * inner && dy.count == x.count,
+    precondition(x.count == outer * channels * inner && dy.count == x.count && mean.count == channels
+                 && invstd.count == channels && (gamma?.count ?? channels) == channels
+                 && (meanResidual?.count ?? channels) == channels && (dx?.count ?? x.count) == x.count
+                 && (gammaGradient?.count ?? channels) == channels && (betaGradient?.count ?? channels) == channels,
                  "batchNormBackward: buffers do not fit (\(outer), \(channels), \(inner))")
+    guard channels > 0 else { return }
     let m = Double(outer * inner)
-    let px = x.baseAddress!, pdy = dy.baseAddress!
-    var sumDy = [Double](repeating: 0, count: channels)
-    var sumDyCentered = [Double](repeating: 0, count: channels)   // Σ dy·(x − μ)
-    if inner == 1 {
-        for row in 0..<outer {
-            let base = row * channels
-            for c in 0..<channels {
-                let g = Double(pdy[base + c])
-                sumDy[c] += g
-                sumDyCentered[c] += g * (Double(px[base + c]) - Double(mean[c]))
-            }
-        }
-    } else {
-        for o in 0..<outer {
-            for c in 0..<channels {
-                let base = (o * channels + c) * inner
-                let mu = mean[c]
-                var s: Float = 0, sc: Float = 0
-                for i in 0..<inner {
-                    let g = pdy[base + i]
-                    s += g
-                    sc += g * (px[base + i] - mu)
-                }
-                sumDy[c] += Double(s)
-                sumDyCentered[c] += Double(sc)
-            }
-        }
-    }
-    if let meanResidual {
+    // Empty buffers have no base address; a dummy one is never read (count 0).
+    let px = x.baseAddress ?? UnsafePointer(bitPattern: 64)!, pdy = dy.baseAddress ?? px
+    let pmean = mean.baseAddress!, pinvstd = invstd.baseAddress!
+    let pgamma = gamma?.baseAddress, presidual = meanResidual?.baseAddress
+    let pdx = dx?.baseAddress, pdGamma = gammaGradient?.baseAddress, pdBeta = betaGradient?.baseAddress
+    @inline(__always) func finish(_ c: Int, sumDy: Double, sumDyCentered rawCentered: Double) -> (a: Float, b: Float, k: Float) {
         // Σdy·(x − μ) = Σdy·(x − mean) − (μ − mean)·Σdy.
-        for c in 0..<channels { sumDyCentered[c] -= Double(meanResidual[c]) * sumDy[c] }
+        let sumDyCentered = rawCentered - Double(presidual?[c] ?? 0) * sumDy
+        pdBeta?[c] = Float(sumDy)
+        pdGamma?[c] = Float(sumDyCentered * Double(pinvstd[c]))
+        return _inputGradientCoefficients(sumDy: sumDy, sumDyCentered: sumDyCentered, m: m, gamma: pgamma?[c] ?? 1,
+                                          invstd: pinvstd[c], residual: presidual?[c] ?? 0,
+                                          statisticsFromBatch: statisticsFromBatch)
     }
-    for c in 0..<channels {
-        betaGradient?[c] = Float(sumDy[c])
-        gammaGradient?[c] = Float(sumDyCentered[c] * Double(invstd[c]))
-    }
-    guard let dx else { return }
-    // dx = dy·A + (x − mean)·B + C per channel, since x − μ = (x − mean) − residual.
-    var a = [Float](repeating: 0, count: channels)
-    var b = [Float](repeating: 0, count: channels)
-    var k = [Float](repeating: 0, count: channels)
-    for c in 0..<channels {
-        let g = Double(gamma?[c] ?? 1), s = Double(invstd[c])
-        a[c] = Float(g * s)
-        if statisticsFromBatch {
-            let bc = -g * s * s * s * sumDyCentered[c] / m
-            b[c] = Float(bc)
-            k[c] = Float(-g * s * sumDy[c] / m - bc * Double(meanResidual?[c] ?? 0))
-        }
-    }
-    let pdx = dx.baseAddress!
     if inner == 1 {
-        for row in 0..<outer {
-            let base = row * channels
-            for c in 0..<channels { pdx[base + c] = pdy[base + c] * a[c] + (px[base + c] - mean[c]) * b[c] + k[c] }
+        let chunks = _chunkCount(work: x.count, units: max(outer, 1), threads: threads)
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * chunks * channels) { scratch in
+            let partials = scratch.baseAddress!
+            partials.update(repeating: 0, count: 2 * chunks * channels)
+            Threading.parallelFor(chunks: chunks) { chunk in
+                let sums = partials + 2 * chunk * channels
+                _addGradientRowSums(px, pdy, rows: _part(chunk, of: chunks, count: outer), channels: channels,
+                                    mean: pmean, sums: sums, products: sums + channels)
+            }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * channels) { coefficients in
+                let a = coefficients.baseAddress!, b = a + channels, k = b + channels
+                for c in 0..<channels {
+                    var s = 0.0, p = 0.0
+                    for chunk in 0..<chunks {
+                        s += partials[2 * chunk * channels + c]
+                        p += partials[(2 * chunk + 1) * channels + c]
+                    }
+                    (a[c], b[c], k[c]) = finish(c, sumDy: s, sumDyCentered: p)
+                }
+                guard let pdx else { return }
+                Threading.parallelFor(chunks: chunks) { chunk in
+                    // Backwards: the rows the reduction read last are still in cache.
+                    _inputGradientRows(px, pdy, pdx, rows: _part(chunks - 1 - chunk, of: chunks, count: outer),
+                                       channels: channels, mean: pmean, a: a, b: b, k: k)
+                }
+            }
         }
     } else {
-        for o in 0..<outer {
-            for c in 0..<channels {
-                let base = (o * channels + c) * inner
-                let ac = a[c], bc = b[c], kc = k[c], mu = mean[c]
-                for i in 0..<inner { pdx[base + i] = pdy[base + i] * ac + (px[base + i] - mu) * bc + kc }
+        let chunks = _chunkCount(work: x.count, units: channels, threads: threads)
+        let rowStride = channels * inner
+        Threading.parallelFor(chunks: chunks) { chunk in
+            for c in _part(chunk, of: chunks, count: channels) {
+                let offset = c * inner
+                let (sumDy, sumDyCentered) = _gradientSums(px + offset, pdy + offset, rows: outer, rowStride: rowStride,
+                                                           length: inner, mean: pmean[c])
+                let (a, b, k) = finish(c, sumDy: sumDy, sumDyCentered: sumDyCentered)
+                guard let pdx else { continue }
+                for row in 0..<outer {
+                    let line = offset + row * rowStride
+                    _inputGradientLine(px + line, pdy + line, pdx + line, count: inner, mean: pmean[c], a: a, b: b, k: k)
+                }
             }
         }
     }

@@ -1,3 +1,13 @@
+/// Which code computes an `sgemm`.
+public enum SGEMMImplementation: Sendable {
+    /// The system OpenBLAS when it is installed (see `OpenBLAS`), else `.native`.
+    case automatic
+    /// NormKit's own packed kernel (below).
+    case native
+    /// The system OpenBLAS; falls back to `.native` where it is absent.
+    case openBLAS
+}
+
 /// Single-precision general matrix multiply over raw buffers:
 /// `C = alpha · op(A) · op(B) + beta · C`, all row-major.
 ///
@@ -5,22 +15,31 @@
 /// `ldc` are the row strides of A, B and C as stored (so a transposed A of
 /// op-shape (m, k) is stored (k, m) with `lda ≥ m`).
 ///
-/// The algorithm is the classic Goto/BLIS layering: op(B) is packed per
-/// `kBlock` rows into panels `panelWidth` columns wide, op(A) per `mBlock` rows
-/// into panels `panelHeight` rows tall, and a register-tiled micro-kernel
-/// (6 × 32: twelve 16-lane accumulators, one AVX-512 register each) walks the
-/// packed panels, so every load in the hot loop is contiguous. Large products
-/// split the columns of C across `Threading.count` threads.
+/// By default the product runs in the system OpenBLAS when `libopenblas.so.0`
+/// is installed: it is 1.1–2.5× faster than the native kernel on this project's
+/// machines (numbers in Benchmarks/README.md). Otherwise, or with
+/// `implementation: .native`, NormKit's own kernel runs: the classic Goto/BLIS
+/// layering, where op(B) is packed per `kBlock` rows into panels `panelWidth`
+/// columns wide, op(A) per `mBlock` rows into panels `panelHeight` rows tall, and
+/// a register-tiled micro-kernel (6 × 32: twelve 16-lane accumulators, one
+/// AVX-512 register each) walks the packed panels, so every load in the hot
+/// loop is contiguous. Large products split the columns of C across
+/// `Threading.count` threads. Both use at most `Threading.count` threads.
 public func sgemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+    implementation: SGEMMImplementation = .automatic
 ) {
     precondition(m >= 0 && n >= 0 && k >= 0, "sgemm with negative size m=\(m) n=\(n) k=\(k)")
     if m == 0 || n == 0 { return }
+    if implementation != .native && k > 0,
+       OpenBLAS.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                      a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, threads: Threading.count) {
+        return
+    }
     _scaleC(m: m, n: n, beta: beta, c: c, ldc: ldc)
     if k == 0 || alpha == 0 { return }
-
     let operands = _GEMMOperands(transposeA: transposeA, transposeB: transposeB, a: a, lda: lda, b: b, ldb: ldb)
     let panels = (n + _GEMMTile.panelWidth - 1) / _GEMMTile.panelWidth
     let flops = 2 * m * n * k

@@ -90,7 +90,7 @@ struct BatchNormKernelTests {
     /// The pullback from its definition, in Double: with μ = mean + residual and
     /// x̂ = (x − μ)·invstd, dβ = Σdy, dγ = Σdy·x̂, and dx = γ·invstd/m·(m·dy − Σdy − x̂·Σdy·x̂)
     /// for batch statistics or dx = dy·γ·invstd for constant ones.
-    private func referenceBackward(
+    func referenceBackward(
         x: [Float], dy: [Float], channelOf: [Int], mean: [Float], residual: [Float], invstd: [Float],
         gamma: [Float]?, statisticsFromBatch: Bool
     ) -> (dx: [Double], dGamma: [Double], dBeta: [Double]) {

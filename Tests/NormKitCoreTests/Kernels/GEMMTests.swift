@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NormKitCore
 import Testing
 
@@ -9,9 +12,16 @@ struct GEMMCase: Sendable, CustomTestStringConvertible {
     var transposeA = false, transposeB = false
     var alpha: Float = 1, beta: Float = 0
     var padding = 0
+    /// `.openBLAS` falls back to `.native` where the system library is absent.
+    var implementation = SGEMMImplementation.native
 
     var testDescription: String {
-        "\(m)×\(n)×\(k) \(transposeA ? "T" : "N")\(transposeB ? "T" : "N") α=\(alpha) β=\(beta) pad=\(padding)"
+        "\(m)×\(n)×\(k) \(transposeA ? "T" : "N")\(transposeB ? "T" : "N") α=\(alpha) β=\(beta) pad=\(padding) \(implementation)"
+    }
+
+    /// This case on every implementation.
+    var onEveryImplementation: [GEMMCase] {
+        [SGEMMImplementation.native, .openBLAS].map { var copy = self; copy.implementation = $0; return copy }
     }
 
     // Stored shapes: A is (m, k) or, transposed, (k, m); B is (k, n) or (n, k).
@@ -47,7 +57,7 @@ struct GEMMCase: Sendable, CustomTestStringConvertible {
                 result.withUnsafeMutableBufferPointer { pc in
                     sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                           a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb,
-                          beta: beta, c: pc.baseAddress!, ldc: ldc)
+                          beta: beta, c: pc.baseAddress!, ldc: ldc, implementation: implementation)
                 }
             }
         }
@@ -105,6 +115,7 @@ struct GEMMTests {
         .flatMap { size in
             transposeCombinations.map { GEMMCase(m: size.0, n: size.1, k: size.2, transposeA: $0.0, transposeB: $0.1) }
         }
+        .flatMap(\.onEveryImplementation)
 
     static let scaledAndStridedCases: [GEMMCase] =
         [(7, 33, 5, Float(-0.75), Float(0.5), 3), (13, 70, 300, 2, -1, 5), (65, 129, 257, 0.5, 1, 1), (1, 1, 1, 3, -2, 2),
@@ -115,6 +126,7 @@ struct GEMMTests {
                          alpha: size.3, beta: size.4, padding: size.5)
             }
         }
+        .flatMap(\.onEveryImplementation)
 
     @Test(arguments: plainCases)
     func productMatchesDoubleReferenceForEveryTransposeAndRaggedTile(_ testCase: GEMMCase) {
@@ -130,16 +142,18 @@ struct GEMMTests {
 
     @Test func betaZeroIgnoresWhatCHeldEvenNaN() {
         // Tensor ops hand sgemm uninitialised output memory with beta = 0.
-        let testCase = GEMMCase(m: 7, n: 9, k: 4)
-        let (a, b, _) = testCase.operands(seed: 100)
-        let garbage = [Float](repeating: .nan, count: 7 * 9)
-        let result = testCase.run(a, b, garbage)
-        #expect(result.allSatisfy { $0.isFinite })
-        testCase.expectMatchesReference(result, a: a, b: b, c: garbage)
+        for testCase in GEMMCase(m: 7, n: 9, k: 4).onEveryImplementation {
+            let (a, b, _) = testCase.operands(seed: 100)
+            let garbage = [Float](repeating: .nan, count: 7 * 9)
+            let result = testCase.run(a, b, garbage)
+            #expect(result.allSatisfy { $0.isFinite }, "\(testCase.testDescription)")
+            testCase.expectMatchesReference(result, a: a, b: b, c: garbage)
+        }
     }
 
     @Test func zeroDepthOrZeroAlphaOnlyScalesC() {
-        for testCase in [GEMMCase(m: 3, n: 4, k: 0, beta: 2.5), GEMMCase(m: 3, n: 4, k: 5, alpha: 0, beta: -1)] {
+        for testCase in [GEMMCase(m: 3, n: 4, k: 0, beta: 2.5), GEMMCase(m: 3, n: 4, k: 5, alpha: 0, beta: -1)]
+            .flatMap(\.onEveryImplementation) {
             let (a, b, c) = testCase.operands(seed: 101)
             let result = testCase.run(a, b, c)
             #expect(result == c.map { $0 * testCase.beta }, "\(testCase.testDescription)")
@@ -147,12 +161,21 @@ struct GEMMTests {
     }
 
     @Test func emptyOutputLeavesCUntouched() {
-        for testCase in [GEMMCase(m: 0, n: 4, k: 3), GEMMCase(m: 3, n: 0, k: 3, padding: 2)] {
+        for testCase in [GEMMCase(m: 0, n: 4, k: 3), GEMMCase(m: 3, n: 0, k: 3, padding: 2)]
+            .flatMap(\.onEveryImplementation) {
             let (a, b, c) = testCase.operands(seed: 102)
             let result = testCase.run(a, b, c)
             #expect(result.count == c.count)
             #expect(zip(result, c).allSatisfy { $0.bitPattern == $1.bitPattern }, "\(testCase.testDescription)")
         }
+    }
+
+    @Test func theSystemOpenBLASIsFoundWhereItIsInstalled() {
+        // Debian's libopenblas0 puts libopenblas.so.0 on the loader's path; CI installs it.
+        let paths: [String] = ["/usr/lib/x86_64-linux-gnu/libopenblas.so.0", "/usr/lib/aarch64-linux-gnu/libopenblas.so.0"]
+        let installed = paths.contains { path in access(path, F_OK) == 0 }
+        #expect(OpenBLAS.isAvailable == (installed && getenv("NORMKIT_NO_OPENBLAS") == nil))
+        if OpenBLAS.isAvailable { #expect(OpenBLAS.coreName != nil) }
     }
 
     @Test func threadedProductMatchesReferenceAndTheSingleThreadedResult() {

@@ -1,0 +1,179 @@
+import NormKitCore
+import Testing
+
+/// The batch-norm kernels' vector and threaded paths: SIMD16 loops with ragged
+/// tails (inner or channels not a multiple of 16), channels-first per-channel
+/// tasks and channels-last row chunks with partial sums, split across 1 or 3
+/// chunks (`threads:`) or as the kernels choose (nil), each against a Double
+/// reference. `BatchNormKernelTests` covers the definitions on tiny shapes.
+@Suite("batch-norm kernel paths")
+struct BatchNormKernelPathTests {
+    /// (outer, channels, inner): channels-first with inner 37 = 2·16 + 5 and 16;
+    /// channels-last (inner 1) with 19 = 16 + 3 and 32 channels.
+    static let layouts = [(7, 5, 37), (3, 4, 16), (53, 19, 1), (40, 32, 1)]
+    static let splits: [Int?] = [nil, 1, 3]
+
+    private func channelOf(_ i: Int, channels: Int, inner: Int) -> Int { (i / inner) % channels }
+
+    /// Mean and biased variance per channel in Double, two-pass.
+    private func referenceStatistics(_ x: [Float], channels: Int, inner: Int) -> (mean: [Double], variance: [Double]) {
+        let m = Double(x.count / channels)
+        var mean = [Double](repeating: 0, count: channels), variance = mean
+        for i in x.indices { mean[channelOf(i, channels: channels, inner: inner)] += Double(x[i]) / m }
+        for i in x.indices {
+            let c = channelOf(i, channels: channels, inner: inner)
+            variance[c] += (Double(x[i]) - mean[c]) * (Double(x[i]) - mean[c]) / m
+        }
+        return (mean, variance)
+    }
+
+    private func statistics(_ x: [Float], outer: Int, channels: Int, inner: Int, threads: Int?) -> ([Double], [Double]) {
+        var mean = [Double](repeating: .nan, count: channels), variance = mean
+        x.withUnsafeBufferPointer { xp in
+            mean.withUnsafeMutableBufferPointer { mp in
+                variance.withUnsafeMutableBufferPointer { vp in
+                    batchNormStatistics(xp, outer: outer, channels: channels, inner: inner, mean: mp, variance: vp,
+                                        threads: threads)
+                }
+            }
+        }
+        return (mean, variance)
+    }
+
+    @Test(arguments: layouts, splits)
+    func trainingForwardWritesTheStatisticsAndTheFoldedOutput(layout: (Int, Int, Int), threads: Int?) {
+        let (outer, channels, inner) = layout
+        let x = randomValues([outer * channels * inner], in: -3...5, seed: 170).values.map { Float($0) }
+        let gamma = randomValues([channels], in: 0.5...2, seed: 171).values
+        let beta = randomValues([channels], seed: 172).values
+        let expected = referenceStatistics(x, channels: channels, inner: inner)
+        var mean = [Double](repeating: .nan, count: channels), variance = mean
+        var y = [Float](repeating: .nan, count: x.count)
+        x.withUnsafeBufferPointer { xp in
+            mean.withUnsafeMutableBufferPointer { mp in
+                variance.withUnsafeMutableBufferPointer { vp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        batchNormTrainingForward(xp, outer: outer, channels: channels, inner: inner, mean: mp,
+                                                 variance: vp, output: yp, threads: threads) { c, mu, sigma2 in
+                            let a = gamma[c] / (sigma2 + 1e-5).squareRoot()
+                            return BatchNormChannelConstants(center: Float(mu), scale: Float(a),
+                                                             shift: Float(beta[c] - (mu - Double(Float(mu))) * a))
+                        }
+                    }
+                }
+            }
+        }
+        for c in 0..<channels {
+            #expect(isClose(mean[c], expected.mean[c], relative: 1e-12, absolute: 1e-14), "mean[\(c)]")
+            #expect(isClose(variance[c], expected.variance[c], relative: 1e-12, absolute: 0), "variance[\(c)]")
+        }
+        let reference = x.indices.map { i in
+            let c = channelOf(i, channels: channels, inner: inner)
+            return (Double(x[i]) - expected.mean[c]) * gamma[c] / (expected.variance[c] + 1e-5).squareRoot() + beta[c]
+        }
+        // |x̂| ≤ ~3 and |γ| ≤ 2: a few Float roundings of values up to ~8.
+        expectClose(y, reference, relative: 1e-6, absolute: 2e-6, "y")
+    }
+
+    /// Mean 1e4, std 1e-3, and the channel's first value 1 (far out): the one-pass
+    /// shifted sums around it would cancel, so the kernel must re-centre on the mean.
+    @Test(arguments: [(9, 3, 40), (200, 18, 1)], splits)
+    func statisticsStayExactWhenTheFirstValueIsFarFromTheMean(layout: (Int, Int, Int), threads: Int?) {
+        let (outer, channels, inner) = layout
+        let z = randomValues([outer * channels * inner], seed: 173).values
+        var x = z.map { Float(1e4 + 1e-3 * $0) }
+        for c in 0..<channels { x[c * inner] = 1 }   // element 0 of every channel (outer index 0)
+        let expected = referenceStatistics(x, channels: channels, inner: inner)
+        let (mean, variance) = statistics(x, outer: outer, channels: channels, inner: inner, threads: threads)
+        for c in 0..<channels {
+            #expect(isClose(mean[c], expected.mean[c], relative: 1e-13, absolute: 0), "mean[\(c)]")
+            #expect(isClose(variance[c], expected.variance[c], relative: 1e-9, absolute: 0), "variance[\(c)]")
+        }
+    }
+
+    @Test(arguments: layouts, splits)
+    func applyMatchesTheAffineMapOnEveryPath(layout: (Int, Int, Int), threads: Int?) {
+        let (outer, channels, inner) = layout
+        let x = randomValues([outer * channels * inner], seed: 174).values.map { Float($0) }
+        let center = randomValues([channels], seed: 175).values.map { Float($0) }
+        let scale = randomValues([channels], in: 0.5...2, seed: 176).values.map { Float($0) }
+        let shift = randomValues([channels], seed: 177).values.map { Float($0) }
+        var y = [Float](repeating: .nan, count: x.count)
+        var uncentred = y
+        x.withUnsafeBufferPointer { xp in
+            scale.withUnsafeBufferPointer { sp in
+                shift.withUnsafeBufferPointer { bp in
+                    center.withUnsafeBufferPointer { cp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            batchNormApply(xp, outer: outer, channels: channels, inner: inner, scale: sp, shift: bp,
+                                           center: cp, output: yp, threads: threads)
+                        }
+                        uncentred.withUnsafeMutableBufferPointer { yp in
+                            batchNormApply(xp, outer: outer, channels: channels, inner: inner, scale: sp, shift: bp,
+                                           output: yp, threads: threads)
+                        }
+                    }
+                }
+            }
+        }
+        let c = x.indices.map { channelOf($0, channels: channels, inner: inner) }
+        expectClose(y, x.indices.map { (Double(x[$0]) - Double(center[c[$0]])) * Double(scale[c[$0]]) + Double(shift[c[$0]]) },
+                    relative: 0, absolute: 1e-6, "centred")
+        expectClose(uncentred, x.indices.map { Double(x[$0]) * Double(scale[c[$0]]) + Double(shift[c[$0]]) },
+                    relative: 0, absolute: 1e-6, "uncentred")
+    }
+
+    @Test(arguments: layouts, splits)
+    func backwardMatchesTheDefinitionOnEveryPath(layout: (Int, Int, Int), threads: Int?) {
+        let (outer, channels, inner) = layout
+        let count = outer * channels * inner
+        let x = randomValues([count], in: -2...2, seed: 178).values.map { Float($0) }
+        let dy = randomValues([count], seed: 179).values.map { Float($0) }
+        let mean = randomValues([channels], in: -0.5...0.5, seed: 180).values.map { Float($0) }
+        let residual = randomValues([channels], in: -1e-3...1e-3, seed: 181).values.map { Float($0) }
+        let invstd = randomValues([channels], in: 0.5...2, seed: 182).values.map { Float($0) }
+        let gamma = randomValues([channels], in: 0.5...2, seed: 183).values.map { Float($0) }
+        var dx = [Float](repeating: .nan, count: count)
+        var dGamma = [Float](repeating: .nan, count: channels), dBeta = dGamma
+        x.withUnsafeBufferPointer { xp in
+            dy.withUnsafeBufferPointer { gp in
+                mean.withUnsafeBufferPointer { mp in
+                    invstd.withUnsafeBufferPointer { sp in
+                        gamma.withUnsafeBufferPointer { gammaPointer in
+                            residual.withUnsafeBufferPointer { rp in
+                                dx.withUnsafeMutableBufferPointer { dxp in
+                                    dGamma.withUnsafeMutableBufferPointer { dgp in
+                                        dBeta.withUnsafeMutableBufferPointer { dbp in
+                                            batchNormBackward(
+                                                input: xp, outputGradient: gp, outer: outer, channels: channels,
+                                                inner: inner, mean: mp, inverseStandardDeviation: sp, gamma: gammaPointer,
+                                                statisticsFromBatch: true, meanResidual: rp, inputGradient: dxp,
+                                                gammaGradient: dgp, betaGradient: dbp, threads: threads)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let expected = BatchNormKernelTests().referenceBackward(
+            x: x, dy: dy, channelOf: x.indices.map { channelOf($0, channels: channels, inner: inner) }, mean: mean,
+            residual: residual, invstd: invstd, gamma: gamma, statisticsFromBatch: true)
+        expectClose(dx, expected.dx, relative: 1e-5, absolute: 1e-5, "dx")
+        expectClose(dGamma, expected.dGamma, relative: 1e-5, absolute: 1e-5, "dγ")
+        expectClose(dBeta, expected.dBeta, relative: 1e-6, absolute: 1e-6, "dβ")
+    }
+
+    @Test func largeInputsSplitAcrossThreadsGiveTheSingleThreadStatistics() {
+        // 4 × 16 × 1024 = 64 Ki floats: above the size at which the kernel splits by itself.
+        let (outer, channels, inner) = (4, 16, 1024)
+        let x = randomValues([outer * channels * inner], seed: 184).values.map { Float($0) }
+        let automatic = statistics(x, outer: outer, channels: channels, inner: inner, threads: nil)
+        let serial = statistics(x, outer: outer, channels: channels, inner: inner, threads: 1)
+        // Channels-first: each channel is summed by one task in the same order, whatever the split.
+        #expect(automatic.0 == serial.0)
+        #expect(automatic.1 == serial.1)
+    }
+}
