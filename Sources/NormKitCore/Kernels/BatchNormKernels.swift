@@ -6,14 +6,14 @@
 // m = outer · inner values.
 //
 // How they are fast (numbers in Benchmarks/README.md):
-// - Channels-first (inner > 1): one task per channel range. A channel's
-//   values (outer rows of `inner` floats) are read once from memory for the
-//   statistics and then again while they are still in the core's L2 for the
-//   output (`batchNormTrainingForward`) or the input gradient
-//   (`batchNormBackward`): one trip to memory per tensor.
-// - Channels-last (inner == 1): rows of `channels` floats, vectorized across
-//   channels; threads take row ranges, each with its own partial sums, added
-//   up afterwards.
+// - Every pass sweeps memory in order (what hardware prefetchers follow best;
+//   walking one channel of an NCHW tensor at a time, in pieces of `inner`
+//   floats a whole row apart, measured 3–4× slower). Threads take ranges of
+//   the outer index, each with its own per-channel partial sums, added up
+//   afterwards. Channels-first rows are `inner` floats of one channel;
+//   channels-last rows (inner == 1) are vectorized across channels.
+// - The second pass of the training forward and of the backward runs over
+//   the rows in reverse, so it starts on what the first pass left in cache.
 // - Inner loops work on SIMD16<Float> (one AVX-512 register with the
 //   `NativeCPU` trait) with a scalar tail; sums are kept in SIMD8<Double>.
 // - Work below `_BatchNormTuning.parallelGrain` elements per thread runs on
@@ -79,22 +79,43 @@ private func _part(_ chunk: Int, of chunks: Int, count: Int) -> Range<Int> {
 
 // MARK: - Shifted sums
 
+/// q + d·d, one fused instruction where the target has FMA (the default
+/// x86-64 target would call `fma` from libm per lane instead).
+@inline(__always)
+private func _addSquare(_ q: SIMD8<Double>, _ d: SIMD8<Double>) -> SIMD8<Double> {
+    #if NativeCPU
+    return q.addingProduct(d, d)
+    #else
+    return q + d * d
+    #endif
+}
+
 /// Σ(x − k) and Σ(x − k)² in Double over `rows` lines of `length` floats,
-/// `rowStride` apart (one channel of a channels-first tensor).
+/// `rowStride` apart. Four independent accumulator pairs keep the adds'
+/// latency hidden.
 @inline(__always)
 private func _shiftedSums(_ first: UnsafePointer<Float>, rows: Int, rowStride: Int, length: Int,
                           shift k: Double) -> (sum: Double, squares: Double) {
     let kv = SIMD8<Double>(repeating: k)
-    var s0 = SIMD8<Double>(), s1 = SIMD8<Double>(), q0 = SIMD8<Double>(), q1 = SIMD8<Double>()
+    var s0 = SIMD8<Double>(), s1 = SIMD8<Double>(), s2 = SIMD8<Double>(), s3 = SIMD8<Double>()
+    var q0 = SIMD8<Double>(), q1 = SIMD8<Double>(), q2 = SIMD8<Double>(), q3 = SIMD8<Double>()
     var sum = 0.0, squares = 0.0
     for row in 0..<rows {
         let line = first + row * rowStride
         var i = 0
-        while i + 16 <= length {
+        while i + 32 <= length {
+            let v = _load16(line + i), w = _load16(line + i + 16)
+            let d0 = SIMD8<Double>(v.lowHalf) - kv, d1 = SIMD8<Double>(v.highHalf) - kv
+            let d2 = SIMD8<Double>(w.lowHalf) - kv, d3 = SIMD8<Double>(w.highHalf) - kv
+            s0 += d0; s1 += d1; s2 += d2; s3 += d3
+            q0 = _addSquare(q0, d0); q1 = _addSquare(q1, d1); q2 = _addSquare(q2, d2); q3 = _addSquare(q3, d3)
+            i += 32
+        }
+        if i + 16 <= length {
             let v = _load16(line + i)
             let d0 = SIMD8<Double>(v.lowHalf) - kv, d1 = SIMD8<Double>(v.highHalf) - kv
             s0 += d0; s1 += d1
-            q0 += d0 * d0; q1 += d1 * d1
+            q0 = _addSquare(q0, d0); q1 = _addSquare(q1, d1)
             i += 16
         }
         while i < length {
@@ -103,24 +124,7 @@ private func _shiftedSums(_ first: UnsafePointer<Float>, rows: Int, rowStride: I
             i += 1
         }
     }
-    return (sum + (s0 + s1).sum(), squares + (q0 + q1).sum())
-}
-
-/// Mean and biased variance of one channel-first channel (shifted sums, see the file header).
-@inline(__always)
-private func _channelStatistics(_ first: UnsafePointer<Float>, rows: Int, rowStride: Int, length: Int)
-    -> (mean: Double, variance: Double) {
-    let m = Double(rows * length)
-    var k = Double(first[0])
-    var (s, q) = _shiftedSums(first, rows: rows, rowStride: rowStride, length: length, shift: k)
-    var offset = s / m
-    if offset * offset > _BatchNormTuning.shiftTolerance * (q / m - offset * offset) {
-        // k was far from the mean (in standard deviations): centre on the mean.
-        k = Double(Float(k + offset))
-        (s, q) = _shiftedSums(first, rows: rows, rowStride: rowStride, length: length, shift: k)
-        offset = s / m
-    }
-    return (k + offset, max(q / m - offset * offset, 0))
+    return (sum + ((s0 + s1) + (s2 + s3)).sum(), squares + ((q0 + q1) + (q2 + q3)).sum())
 }
 
 /// Adds Σ(x − k[c]) and Σ(x − k[c])² of `rows` channels-last rows into `sums`
@@ -149,20 +153,34 @@ private func _addShiftedRowSums(_ x: UnsafePointer<Float>, rows: Range<Int>, cha
     }
 }
 
-/// Channels-last statistics into `mean` and `variance`; `scratch` holds
-/// (2·chunks + 1)·channels Doubles.
-private func _channelsLastStatistics(_ x: UnsafePointer<Float>, rows: Int, channels: Int, chunks: Int,
-                                     mean: UnsafeMutablePointer<Double>, variance: UnsafeMutablePointer<Double>,
-                                     scratch: UnsafeMutablePointer<Double>) {
-    let m = Double(rows)
+/// Statistics of x (outer, channels, inner) in one sweep through memory, split
+/// across `chunks` ranges of the outer index, each with its own partial sums
+/// (Double), added up afterwards. Shifted by each channel's first value, and
+/// swept again around the means when one was far from its mean (see the file
+/// header). `scratch` holds (2·chunks + 1)·channels Doubles.
+private func _sweepStatistics(_ x: UnsafePointer<Float>, outer: Int, channels: Int, inner: Int, chunks: Int,
+                              mean: UnsafeMutablePointer<Double>, variance: UnsafeMutablePointer<Double>,
+                              scratch: UnsafeMutablePointer<Double>) {
+    let m = Double(outer * inner)
     let k = scratch, partials = scratch + channels
-    for c in 0..<channels { k[c] = Double(x[c]) }
+    for c in 0..<channels { k[c] = Double(x[c * inner]) }
     for attempt in 0..<2 {
         partials.update(repeating: 0, count: 2 * chunks * channels)
         Threading.parallelFor(chunks: chunks) { chunk in
-            let sums = partials + 2 * chunk * channels
-            _addShiftedRowSums(x, rows: _part(chunk, of: chunks, count: rows), channels: channels, shift: k,
-                               sums: sums, squares: sums + channels)
+            let sums = partials + 2 * chunk * channels, squares = sums + channels
+            let rows = _part(chunk, of: chunks, count: outer)
+            if inner == 1 {
+                _addShiftedRowSums(x, rows: rows, channels: channels, shift: k, sums: sums, squares: squares)
+                return
+            }
+            for row in rows {
+                for c in 0..<channels {
+                    let (s, q) = _shiftedSums(x + (row * channels + c) * inner, rows: 1, rowStride: 0, length: inner,
+                                              shift: k[c])
+                    sums[c] += s
+                    squares[c] += q
+                }
+            }
         }
         var wellCentred = true
         for c in 0..<channels {
@@ -207,19 +225,10 @@ public func batchNormStatistics(
         return
     }
     let px = x.baseAddress!, pm = mean.baseAddress!, pv = variance.baseAddress!
-    if inner == 1 {
-        let chunks = _chunkCount(work: x.count, units: outer, threads: threads)
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: (2 * chunks + 1) * channels) { scratch in
-            _channelsLastStatistics(px, rows: outer, channels: channels, chunks: chunks, mean: pm, variance: pv,
-                                    scratch: scratch.baseAddress!)
-        }
-    } else {
-        let chunks = _chunkCount(work: x.count, units: channels, threads: threads)
-        Threading.parallelFor(chunks: chunks) { chunk in
-            for c in _part(chunk, of: chunks, count: channels) {
-                (pm[c], pv[c]) = _channelStatistics(px + c * inner, rows: outer, rowStride: channels * inner, length: inner)
-            }
-        }
+    let chunks = _chunkCount(work: x.count, units: outer, threads: threads)
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: (2 * chunks + 1) * channels) { scratch in
+        _sweepStatistics(px, outer: outer, channels: channels, inner: inner, chunks: chunks, mean: pm, variance: pv,
+                         scratch: scratch.baseAddress!)
     }
 }
 
@@ -351,35 +360,28 @@ public func batchNormTrainingForward(
         return
     }
     let px = x.baseAddress!, py = y.baseAddress!, pm = mean.baseAddress!, pv = variance.baseAddress!
-    if inner == 1 {
-        let chunks = _chunkCount(work: x.count, units: outer, threads: threads)
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: (2 * chunks + 1) * channels) { scratch in
-            _channelsLastStatistics(px, rows: outer, channels: channels, chunks: chunks, mean: pm, variance: pv,
-                                    scratch: scratch.baseAddress!)
+    let chunks = _chunkCount(work: x.count, units: outer, threads: threads)
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: (2 * chunks + 1) * channels) { scratch in
+        _sweepStatistics(px, outer: outer, channels: channels, inner: inner, chunks: chunks, mean: pm, variance: pv,
+                         scratch: scratch.baseAddress!)
+    }
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * channels) { constants in
+        let center = constants.baseAddress!, scale = center + channels, shift = scale + channels
+        for c in 0..<channels {
+            let k = fold(c, pm[c], pv[c])
+            (center[c], scale[c], shift[c]) = (k.center, k.scale, k.shift)
         }
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * channels) { constants in
-            let center = constants.baseAddress!, scale = center + channels, shift = scale + channels
-            for c in 0..<channels {
-                let k = fold(c, pm[c], pv[c])
-                (center[c], scale[c], shift[c]) = (k.center, k.scale, k.shift)
-            }
-            Threading.parallelFor(chunks: chunks) { chunk in
-                // Backwards: the rows the statistics pass read last are still in cache.
-                let part = _part(chunks - 1 - chunk, of: chunks, count: outer)
-                _applyRows(px, py, rows: part, channels: channels, center: center, scale: scale, shift: shift)
-            }
-        }
-    } else {
-        let chunks = _chunkCount(work: x.count, units: channels, threads: threads)
-        let rowStride = channels * inner
         Threading.parallelFor(chunks: chunks) { chunk in
-            for c in _part(chunk, of: chunks, count: channels) {
-                let first = px + c * inner
-                (pm[c], pv[c]) = _channelStatistics(first, rows: outer, rowStride: rowStride, length: inner)
-                let k = fold(c, pm[c], pv[c])
-                for row in 0..<outer {
-                    _applyLine(first + row * rowStride, py + c * inner + row * rowStride, count: inner,
-                               center: k.center, scale: k.scale, shift: k.shift)
+            // Backwards: the rows the statistics pass read last are still in cache.
+            let rows = _part(chunks - 1 - chunk, of: chunks, count: outer)
+            if inner == 1 {
+                _applyRows(px, py, rows: rows, channels: channels, center: center, scale: scale, shift: shift)
+                return
+            }
+            for row in rows {
+                for c in 0..<channels {
+                    let line = (row * channels + c) * inner
+                    _applyLine(px + line, py + line, count: inner, center: center[c], scale: scale[c], shift: shift[c])
                 }
             }
         }
@@ -534,47 +536,50 @@ public func batchNormBackward(
                                           invstd: pinvstd[c], residual: presidual?[c] ?? 0,
                                           statisticsFromBatch: statisticsFromBatch)
     }
-    if inner == 1 {
-        let chunks = _chunkCount(work: x.count, units: max(outer, 1), threads: threads)
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * chunks * channels) { scratch in
-            let partials = scratch.baseAddress!
-            partials.update(repeating: 0, count: 2 * chunks * channels)
-            Threading.parallelFor(chunks: chunks) { chunk in
-                let sums = partials + 2 * chunk * channels
-                _addGradientRowSums(px, pdy, rows: _part(chunk, of: chunks, count: outer), channels: channels,
-                                    mean: pmean, sums: sums, products: sums + channels)
+    let chunks = _chunkCount(work: x.count, units: max(outer, 1), threads: threads)
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * chunks * channels) { scratch in
+        let partials = scratch.baseAddress!
+        partials.update(repeating: 0, count: 2 * chunks * channels)
+        Threading.parallelFor(chunks: chunks) { chunk in
+            let sums = partials + 2 * chunk * channels, products = sums + channels
+            let rows = _part(chunk, of: chunks, count: outer)
+            if inner == 1 {
+                _addGradientRowSums(px, pdy, rows: rows, channels: channels, mean: pmean, sums: sums, products: products)
+                return
             }
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * channels) { coefficients in
-                let a = coefficients.baseAddress!, b = a + channels, k = b + channels
+            for row in rows {
                 for c in 0..<channels {
-                    var s = 0.0, p = 0.0
-                    for chunk in 0..<chunks {
-                        s += partials[2 * chunk * channels + c]
-                        p += partials[(2 * chunk + 1) * channels + c]
-                    }
-                    (a[c], b[c], k[c]) = finish(c, sumDy: s, sumDyCentered: p)
-                }
-                guard let pdx else { return }
-                Threading.parallelFor(chunks: chunks) { chunk in
-                    // Backwards: the rows the reduction read last are still in cache.
-                    _inputGradientRows(px, pdy, pdx, rows: _part(chunks - 1 - chunk, of: chunks, count: outer),
-                                       channels: channels, mean: pmean, a: a, b: b, k: k)
+                    let line = (row * channels + c) * inner
+                    let (s, p) = _gradientSums(px + line, pdy + line, rows: 1, rowStride: 0, length: inner, mean: pmean[c])
+                    sums[c] += s
+                    products[c] += p
                 }
             }
         }
-    } else {
-        let chunks = _chunkCount(work: x.count, units: channels, threads: threads)
-        let rowStride = channels * inner
-        Threading.parallelFor(chunks: chunks) { chunk in
-            for c in _part(chunk, of: chunks, count: channels) {
-                let offset = c * inner
-                let (sumDy, sumDyCentered) = _gradientSums(px + offset, pdy + offset, rows: outer, rowStride: rowStride,
-                                                           length: inner, mean: pmean[c])
-                let (a, b, k) = finish(c, sumDy: sumDy, sumDyCentered: sumDyCentered)
-                guard let pdx else { continue }
-                for row in 0..<outer {
-                    let line = offset + row * rowStride
-                    _inputGradientLine(px + line, pdy + line, pdx + line, count: inner, mean: pmean[c], a: a, b: b, k: k)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * channels) { coefficients in
+            let a = coefficients.baseAddress!, b = a + channels, k = b + channels
+            for c in 0..<channels {
+                var s = 0.0, p = 0.0
+                for chunk in 0..<chunks {
+                    s += partials[2 * chunk * channels + c]
+                    p += partials[(2 * chunk + 1) * channels + c]
+                }
+                (a[c], b[c], k[c]) = finish(c, sumDy: s, sumDyCentered: p)
+            }
+            guard let pdx else { return }
+            Threading.parallelFor(chunks: chunks) { chunk in
+                // Backwards: the rows the reduction read last are still in cache.
+                let rows = _part(chunks - 1 - chunk, of: chunks, count: outer)
+                if inner == 1 {
+                    _inputGradientRows(px, pdy, pdx, rows: rows, channels: channels, mean: pmean, a: a, b: b, k: k)
+                    return
+                }
+                for row in rows.reversed() {
+                    for c in (0..<channels).reversed() {
+                        let line = (row * channels + c) * inner
+                        _inputGradientLine(px + line, pdy + line, pdx + line, count: inner, mean: pmean[c],
+                                           a: a[c], b: b[c], k: k[c])
+                    }
                 }
             }
         }
