@@ -157,12 +157,23 @@ private func _addShiftedRowSums(_ x: UnsafePointer<Float>, rows: Range<Int>, cha
 /// across `chunks` ranges of the outer index, each with its own partial sums
 /// (Double), added up afterwards. Shifted by each channel's first value, and
 /// swept again around the means when one was far from its mean (see the file
-/// header). `scratch` holds (2·chunks + 1)·channels Doubles.
+/// header).
+private func _sweepStatistics(_ x: UnsafePointer<Float>, outer: Int, channels: Int, inner: Int, chunks: Int,
+                              mean: UnsafeMutablePointer<Double>, variance: UnsafeMutablePointer<Double>) {
+    // Two temporary buffers rather than one: each stays within the size Swift
+    // puts on the stack (1 KiB), so 64 channels on one thread never touch the heap.
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: channels) { shifts in
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * chunks * channels) { sums in
+            _sweepStatistics(x, outer: outer, channels: channels, inner: inner, chunks: chunks, mean: mean,
+                             variance: variance, k: shifts.baseAddress!, partials: sums.baseAddress!)
+        }
+    }
+}
+
 private func _sweepStatistics(_ x: UnsafePointer<Float>, outer: Int, channels: Int, inner: Int, chunks: Int,
                               mean: UnsafeMutablePointer<Double>, variance: UnsafeMutablePointer<Double>,
-                              scratch: UnsafeMutablePointer<Double>) {
+                              k: UnsafeMutablePointer<Double>, partials: UnsafeMutablePointer<Double>) {
     let m = Double(outer * inner)
-    let k = scratch, partials = scratch + channels
     for c in 0..<channels { k[c] = Double(x[c * inner]) }
     for attempt in 0..<2 {
         partials.update(repeating: 0, count: 2 * chunks * channels)
@@ -226,10 +237,7 @@ public func batchNormStatistics(
     }
     let px = x.baseAddress!, pm = mean.baseAddress!, pv = variance.baseAddress!
     let chunks = _chunkCount(work: x.count, units: outer, threads: threads)
-    withUnsafeTemporaryAllocation(of: Double.self, capacity: (2 * chunks + 1) * channels) { scratch in
-        _sweepStatistics(px, outer: outer, channels: channels, inner: inner, chunks: chunks, mean: pm, variance: pv,
-                         scratch: scratch.baseAddress!)
-    }
+    _sweepStatistics(px, outer: outer, channels: channels, inner: inner, chunks: chunks, mean: pm, variance: pv)
 }
 
 // MARK: - Apply (inference) and the fused training forward
@@ -361,10 +369,7 @@ public func batchNormTrainingForward(
     }
     let px = x.baseAddress!, py = y.baseAddress!, pm = mean.baseAddress!, pv = variance.baseAddress!
     let chunks = _chunkCount(work: x.count, units: outer, threads: threads)
-    withUnsafeTemporaryAllocation(of: Double.self, capacity: (2 * chunks + 1) * channels) { scratch in
-        _sweepStatistics(px, outer: outer, channels: channels, inner: inner, chunks: chunks, mean: pm, variance: pv,
-                         scratch: scratch.baseAddress!)
-    }
+    _sweepStatistics(px, outer: outer, channels: channels, inner: inner, chunks: chunks, mean: pm, variance: pv)
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * channels) { constants in
         let center = constants.baseAddress!, scale = center + channels, shift = scale + channels
         for c in 0..<channels {

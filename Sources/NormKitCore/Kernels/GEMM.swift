@@ -1,6 +1,7 @@
 /// Which code computes an `sgemm`.
 public enum SGEMMImplementation: Sendable {
-    /// The system OpenBLAS when it is installed (see `OpenBLAS`), else `.native`.
+    /// The faster of the two for the size, as measured: the system OpenBLAS
+    /// (when installed) on one thread for products below 64 MFLOP, else `.native`.
     case automatic
     /// NormKit's own packed kernel (below).
     case native
@@ -15,16 +16,18 @@ public enum SGEMMImplementation: Sendable {
 /// `ldc` are the row strides of A, B and C as stored (so a transposed A of
 /// op-shape (m, k) is stored (k, m) with `lda ≥ m`).
 ///
-/// By default the product runs in the system OpenBLAS when `libopenblas.so.0`
-/// is installed: it is 1.1–2.5× faster than the native kernel on this project's
-/// machines (numbers in Benchmarks/README.md). Otherwise, or with
-/// `implementation: .native`, NormKit's own kernel runs: the classic Goto/BLIS
+/// By default small products (below 64 MFLOP, such as a dense layer's on a
+/// batch) run in the system OpenBLAS on one thread when `libopenblas.so.0` is
+/// installed; larger ones, or every one with `implementation: .native`, or all
+/// where OpenBLAS is absent, in NormKit's own kernel (numbers in
+/// Benchmarks/README.md). The native kernel is the classic Goto/BLIS
 /// layering, where op(B) is packed per `kBlock` rows into panels `panelWidth`
 /// columns wide, op(A) per `mBlock` rows into panels `panelHeight` rows tall, and
 /// a register-tiled micro-kernel (6 × 32: twelve 16-lane accumulators, one
 /// AVX-512 register each) walks the packed panels, so every load in the hot
 /// loop is contiguous. Large products split the columns of C across
-/// `Threading.count` threads. Both use at most `Threading.count` threads.
+/// `Threading.count` threads. OpenBLAS asked for explicitly gets `Threading.count`
+/// threads above 64 MFLOP.
 public func sgemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -33,16 +36,28 @@ public func sgemm(
 ) {
     precondition(m >= 0 && n >= 0 && k >= 0, "sgemm with negative size m=\(m) n=\(n) k=\(k)")
     if m == 0 || n == 0 { return }
-    if implementation != .native && k > 0,
+    // Which implementation, by measurement (Benchmarks/README.md): OpenBLAS on one
+    // thread wins below `_GEMMTile.openBLASFlops` (the seed MLP's 32×784×64 and
+    // 256×784×64: 1.4–2.8× the native kernel, no allocation); above it the native
+    // kernel on `Threading.count` threads was faster than OpenBLAS's threads,
+    // whose pool waits for work by spinning on sched_yield and so loses to
+    // every other busy process on a 2-core machine.
+    let flops = 2 * m * n * k
+    let useOpenBLAS = switch implementation {
+    case .native: false
+    case .openBLAS: true
+    case .automatic: flops < _GEMMTile.openBLASFlops
+    }
+    if useOpenBLAS && k > 0,
        OpenBLAS.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                      a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, threads: Threading.count) {
+                      a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc,
+                      threads: flops < _GEMMTile.openBLASFlops ? 1 : Threading.count) {
         return
     }
     _scaleC(m: m, n: n, beta: beta, c: c, ldc: ldc)
     if k == 0 || alpha == 0 { return }
     let operands = _GEMMOperands(transposeA: transposeA, transposeB: transposeB, a: a, lda: lda, b: b, ldb: ldb)
     let panels = (n + _GEMMTile.panelWidth - 1) / _GEMMTile.panelWidth
-    let flops = 2 * m * n * k
     let threads = flops < 1 << 21 ? 1 : min(Threading.count, panels)
     if threads <= 1 {
         _gemmColumns(operands, m: m, columns: 0..<n, k: k, alpha: alpha, c: c, ldc: ldc)
@@ -65,6 +80,8 @@ enum _GEMMTile {
     static let panelWidth = 32      // columns of C per micro-kernel call (two SIMD16)
     static let kBlock = 256         // packed depth: a B panel of 256×32 floats is 32 KiB (L1)
     static let mBlock = 96          // rows of A packed at once: 96×256 floats = 96 KiB (L2)
+    /// Products smaller than this run in OpenBLAS on one thread by default (see `sgemm`).
+    static let openBLASFlops = 1 << 26
 }
 
 struct _GEMMOperands: @unchecked Sendable {

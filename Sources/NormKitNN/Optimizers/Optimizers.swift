@@ -72,13 +72,19 @@ public final class Adam: Optimizer {
             firstMoments[key] = nil
             secondMoments[key] = nil
             let (b1, b2, eps, decay) = (beta1, beta2, epsilon, weightDecay)
+            // Raw buffers: the loop vectorizes (array subscripts in it did not, and
+            // Adam was 14 % of a seed-MLP step).
             parameter.value.withUnsafeMutableBufferPointer { p in
                 gradient.withUnsafeBufferPointer { g in
-                    for i in p.indices {
-                        let gi = g[i] + decay * p[i]
-                        m[i] = b1 * m[i] + (1 - b1) * gi
-                        v[i] = b2 * v[i] + (1 - b2) * gi * gi
-                        p[i] -= stepSize * m[i] / ((v[i]).squareRoot() * inverseRootCorrection2 + eps)
+                    m.withUnsafeMutableBufferPointer { m in
+                        v.withUnsafeMutableBufferPointer { v in
+                            for i in 0..<p.count {
+                                let gi = g[i] + decay * p[i]
+                                m[i] = b1 * m[i] + (1 - b1) * gi
+                                v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                                p[i] -= stepSize * m[i] / ((v[i]).squareRoot() * inverseRootCorrection2 + eps)
+                            }
+                        }
                     }
                 }
             }
