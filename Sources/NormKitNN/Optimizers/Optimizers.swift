@@ -72,18 +72,12 @@ public final class Adam: Optimizer {
             firstMoments[key] = nil
             secondMoments[key] = nil
             let (b1, b2, eps, decay) = (beta1, beta2, epsilon, weightDecay)
-            // Raw buffers: the loop vectorizes (array subscripts in it did not, and
-            // Adam was 14 % of a seed-MLP step).
             parameter.value.withUnsafeMutableBufferPointer { p in
                 gradient.withUnsafeBufferPointer { g in
                     m.withUnsafeMutableBufferPointer { m in
                         v.withUnsafeMutableBufferPointer { v in
-                            for i in 0..<p.count {
-                                let gi = g[i] + decay * p[i]
-                                m[i] = b1 * m[i] + (1 - b1) * gi
-                                v[i] = b2 * v[i] + (1 - b2) * gi * gi
-                                p[i] -= stepSize * m[i] / ((v[i]).squareRoot() * inverseRootCorrection2 + eps)
-                            }
+                            _adamUpdate(p, gradient: g, m: m, v: v, beta1: b1, beta2: b2, epsilon: eps, decay: decay,
+                                        stepSize: stepSize, inverseRootCorrection2: inverseRootCorrection2)
                         }
                     }
                 }
@@ -121,6 +115,41 @@ public final class Adam: Optimizer {
             secondMoments[key] = entries["exp_avg_sq"]?.floatTensor.scalars
             parameterStepCounts[key] = entries["step"]?.integerScalar
         }
+    }
+}
+
+/// One Adam update of `p` in place, 16 lanes at a time (explicit SIMD: the
+/// compiler cannot prove the four buffers disjoint and left the scalar loop
+/// unvectorized; it was a third of a seed-MLP training step).
+private func _adamUpdate(_ p: UnsafeMutableBufferPointer<Float>, gradient g: UnsafeBufferPointer<Float>,
+                         m: UnsafeMutableBufferPointer<Float>, v: UnsafeMutableBufferPointer<Float>,
+                         beta1 b1: Float, beta2 b2: Float, epsilon eps: Float, decay: Float,
+                         stepSize: Float, inverseRootCorrection2: Float) {
+    typealias Lanes = SIMD16<Float>
+    let count = p.count
+    var i = 0
+    if let pp = p.baseAddress, let pg = g.baseAddress, let pm = m.baseAddress, let pv = v.baseAddress {
+        let (rp, rg, rm, rv) = (UnsafeMutableRawPointer(pp), UnsafeRawPointer(pg), UnsafeMutableRawPointer(pm),
+                                UnsafeMutableRawPointer(pv))
+        while i + 16 <= count {
+            let offset = i * MemoryLayout<Float>.stride
+            let pi = rp.loadUnaligned(fromByteOffset: offset, as: Lanes.self)
+            let gi = rg.loadUnaligned(fromByteOffset: offset, as: Lanes.self) + decay * pi
+            let mi = b1 * rm.loadUnaligned(fromByteOffset: offset, as: Lanes.self) + (1 - b1) * gi
+            let vi = b2 * rv.loadUnaligned(fromByteOffset: offset, as: Lanes.self) + (1 - b2) * gi * gi
+            rm.storeBytes(of: mi, toByteOffset: offset, as: Lanes.self)
+            rv.storeBytes(of: vi, toByteOffset: offset, as: Lanes.self)
+            rp.storeBytes(of: pi - stepSize * mi / (vi.squareRoot() * inverseRootCorrection2 + eps),
+                          toByteOffset: offset, as: Lanes.self)
+            i += 16
+        }
+    }
+    while i < count {
+        let gi = g[i] + decay * p[i]
+        m[i] = b1 * m[i] + (1 - b1) * gi
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi
+        p[i] -= stepSize * m[i] / ((v[i]).squareRoot() * inverseRootCorrection2 + eps)
+        i += 1
     }
 }
 

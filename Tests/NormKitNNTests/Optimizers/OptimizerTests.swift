@@ -94,6 +94,24 @@ struct OptimizerTests {
         #expect(adam.stepCount == 3)
     }
 
+    @Test("Adam's vectorized update (16 lanes and a tail of 5) matches PyTorch's rule", arguments: [0.0, 0.1])
+    func adamMatchesReferenceOnALongParameter(weightDecay: Double) {
+        // 37 = 2·16 + 5 values; L = Σ wᵢ·pᵢ has the constant gradient w.
+        let start = (0..<37).map { Double(Float(Double(($0 * 7) % 37) / 9 - 2)) }
+        let weights = (0..<37).map { Double(Float(Double(($0 * 11) % 37) / 18 - 1)) }
+        let parameter = Parameter(tensor(start))
+        let adam = Adam([parameter], learningRate: 0.1, weightDecay: Float(weightDecay))
+        var reference = ReferenceAdam(weightDecay: weightDecay)
+        var expected = start
+        for step in 1...3 {
+            adam.zeroGrad()
+            (parameter.tensor * tensor(weights)).sum().backward()
+            adam.step()
+            reference.step(&expected, gradient: weights)
+            expectClose(parameter.value.scalars, expected, relative: 1e-5, absolute: 1e-6, "after step \(step)")
+        }
+    }
+
     @Test("Adam's bias correction counts each parameter's own updates, as PyTorch's per-parameter step does")
     func adamBiasCorrectionIsPerParameter() {
         let early = Parameter(tensor(startingPoint)), late = Parameter(tensor(startingPoint))
