@@ -1,0 +1,67 @@
+import Benchmark
+import NormKit
+
+// NormKit's speed goals (issue 5), measured with ordo-one/benchmark.
+// Names are "<group>/<work>/<shape>" so that `--filter` picks a group:
+//   bn/…      batch-norm kernels (training forward, inference, backward) and
+//   memcpy/…  the memory ceiling: copying the bytes inference moves (read N, write N floats)
+//   sgemm/…   C = A·B with NormKit's own kernel and with the system OpenBLAS
+//   step/…    one training step (forward, backward, Adam) of a model; malloc counts matter here
+// Kernel benchmarks reuse their output buffers (as PyTorch does with a warm
+// allocator): they measure the kernel, not page faults.
+
+let benchmarks: @Sendable () -> Void = {
+    let timed: [BenchmarkMetric] = [.wallClock, .cpuTotal, .mallocCountTotal, .throughput]
+    let kernelConfiguration = Benchmark.Configuration(
+        metrics: timed, timeUnits: .microseconds, warmupIterations: 3,
+        maxDuration: .seconds(2), maxIterations: 1_000)
+    let smallConfiguration = Benchmark.Configuration(
+        metrics: timed, timeUnits: .nanoseconds, warmupIterations: 100, scalingFactor: .kilo,
+        maxDuration: .seconds(1), maxIterations: 1_000)
+
+    // MARK: batch norm
+    for shape in BatchNormShape.all {
+        let configuration = shape.elementCount < 1 << 16 ? smallConfiguration : kernelConfiguration
+        let work = BatchNormWork(shape)
+        Benchmark("bn/train-forward/\(shape.name)", configuration: configuration) { benchmark in
+            for _ in benchmark.scaledIterations { work.trainingForward() }
+        }
+        Benchmark("bn/inference/\(shape.name)", configuration: configuration) { benchmark in
+            for _ in benchmark.scaledIterations { work.inference() }
+        }
+        Benchmark("bn/backward/\(shape.name)", configuration: configuration) { benchmark in
+            for _ in benchmark.scaledIterations { work.backward() }
+        }
+        if shape.elementCount >= 1 << 16 && !shape.channelsLast {
+            Benchmark("memcpy/\(shape.name.replacingOccurrences(of: "-nchw", with: ""))",
+                      configuration: configuration) { benchmark in
+                for _ in benchmark.scaledIterations { work.copy() }
+            }
+        }
+    }
+
+    // MARK: SGEMM
+    for (m, k, n) in [(1024, 1024, 1024), (32, 784, 64), (256, 784, 64)] {
+        let configuration = m * n * k < 1 << 24 ? smallConfiguration : kernelConfiguration
+        let work = GEMMWork(m: m, k: k, n: n)
+        for implementation in [SGEMMImplementation.native, .openBLAS] {
+            if implementation == .openBLAS && !OpenBLAS.isAvailable { continue }
+            let label = implementation == .native ? "native" : "openblas"
+            Benchmark("sgemm/\(label)/\(m)x\(k)x\(n)", configuration: configuration) { benchmark in
+                for _ in benchmark.scaledIterations { work.run(implementation) }
+            }
+        }
+    }
+
+    // MARK: training steps
+    let stepConfiguration = Benchmark.Configuration(
+        metrics: timed + [.mallocCountSmall, .mallocCountLarge, .peakMemoryResident],
+        timeUnits: .microseconds, warmupIterations: 20, maxDuration: .seconds(2), maxIterations: 5_000)
+    let seedStep = SeedMLPStep(batchSize: 32)
+    Benchmark("step/seed-mlp/batch32", configuration: stepConfiguration) { benchmark in
+        for _ in benchmark.scaledIterations { seedStep.run() }
+    }
+    // CNN hook: when the convolutional network (issue 4) lands, add its training
+    // step here in the same shape as SeedMLPStep (model, Adam, one fixed batch of
+    // 64 images (64, 1, 28, 28)) as "step/cnn/batch64".
+}

@@ -1,0 +1,154 @@
+import NormKit
+
+/// A batch-norm benchmark shape: (N, C) or (N, C, H, W), stored channels-first
+/// (NCHW) or channels-last (NHWC), as PyTorch's `torch_bn_kernels.py` names them.
+struct BatchNormShape: Sendable {
+    var name: String
+    var shape: [Int]
+    var channelsLast: Bool
+
+    static let all: [BatchNormShape] = [
+        BatchNormShape(name: "1d-32x64", shape: [32, 64], channelsLast: false),
+        BatchNormShape(name: "2d-64x64x56x56-nchw", shape: [64, 64, 56, 56], channelsLast: false),
+        BatchNormShape(name: "2d-64x64x56x56-channels-last", shape: [64, 64, 56, 56], channelsLast: true),
+        BatchNormShape(name: "2d-128x256x14x14-nchw", shape: [128, 256, 14, 14], channelsLast: false),
+        BatchNormShape(name: "2d-128x256x14x14-channels-last", shape: [128, 256, 14, 14], channelsLast: true),
+    ]
+
+    var elementCount: Int { shape.reduce(1, *) }
+    var channels: Int { shape[1] }
+    /// The kernels' (outer, channels, inner) view.
+    var layout: (outer: Int, channels: Int, inner: Int) {
+        if shape.count == 2 || channelsLast {
+            return (elementCount / channels, channels, 1)
+        }
+        return (shape[0], channels, elementCount / (shape[0] * channels))
+    }
+}
+
+/// Buffers for one shape's batch-norm kernels, allocated once.
+final class BatchNormWork: @unchecked Sendable {
+    let layout: (outer: Int, channels: Int, inner: Int)
+    let x, dy, y, dx: UnsafeMutableBufferPointer<Float>
+    let gamma, beta, center, scale, shift, invstd, residual, dGamma, dBeta: UnsafeMutableBufferPointer<Float>
+    let mean, variance: UnsafeMutableBufferPointer<Double>
+    let epsilon = 1e-5
+
+    init(_ shape: BatchNormShape) {
+        layout = shape.layout
+        let count = shape.elementCount, channels = shape.channels
+        func floats(_ n: Int) -> UnsafeMutableBufferPointer<Float> {
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
+            buffer.initialize(repeating: 0)
+            return buffer
+        }
+        (x, dy, y, dx) = (floats(count), floats(count), floats(count), floats(count))
+        (gamma, beta, center, scale, shift) = (floats(channels), floats(channels), floats(channels), floats(channels), floats(channels))
+        (invstd, residual, dGamma, dBeta) = (floats(channels), floats(channels), floats(channels), floats(channels))
+        mean = .allocate(capacity: channels); mean.initialize(repeating: 0)
+        variance = .allocate(capacity: channels); variance.initialize(repeating: 0)
+        var generator = SeededGenerator(seed: 5)
+        for i in 0..<count {
+            x[i] = Float.random(in: -2...3, using: &generator)
+            dy[i] = Float.random(in: -1...1, using: &generator)
+        }
+        for c in 0..<channels {
+            gamma[c] = Float.random(in: 0.5...1.5, using: &generator)
+            beta[c] = Float.random(in: -1...1, using: &generator)
+        }
+        trainingForward()   // statistics for inference and backward
+    }
+
+    /// Statistics, folded constants and y, as `batchNorm` in training mode.
+    func trainingForward() {
+        let gamma = UnsafeBufferPointer(self.gamma), beta = UnsafeBufferPointer(self.beta), epsilon = self.epsilon
+        let (center, scale, shift, invstd, residual) = (self.center, self.scale, self.shift, self.invstd, self.residual)
+        batchNormTrainingForward(UnsafeBufferPointer(x), outer: layout.outer, channels: layout.channels,
+                                 inner: layout.inner, mean: mean, variance: variance, output: y) { c, mu, sigma2 in
+            let s = 1 / (sigma2 + epsilon).squareRoot()
+            let a = Double(gamma[c]) * s
+            let rounded = Float(mu)
+            center[c] = rounded; scale[c] = Float(a); invstd[c] = Float(s)
+            residual[c] = Float(mu - Double(rounded))
+            shift[c] = Float(Double(beta[c]) - (mu - Double(rounded)) * a)
+            return BatchNormChannelConstants(center: rounded, scale: Float(a), shift: shift[c])
+        }
+    }
+
+    /// y with fixed per-channel constants (running statistics).
+    func inference() {
+        batchNormApply(UnsafeBufferPointer(x), outer: layout.outer, channels: layout.channels, inner: layout.inner,
+                       scale: UnsafeBufferPointer(scale), shift: UnsafeBufferPointer(shift),
+                       center: UnsafeBufferPointer(center), output: y)
+    }
+
+    /// dx, dγ, dβ with batch statistics.
+    func backward() {
+        batchNormBackward(input: UnsafeBufferPointer(x), outputGradient: UnsafeBufferPointer(dy),
+                          outer: layout.outer, channels: layout.channels, inner: layout.inner,
+                          mean: UnsafeBufferPointer(center), inverseStandardDeviation: UnsafeBufferPointer(invstd),
+                          gamma: UnsafeBufferPointer(gamma), statisticsFromBatch: true,
+                          meanResidual: UnsafeBufferPointer(residual), inputGradient: dx,
+                          gammaGradient: dGamma, betaGradient: dBeta)
+    }
+
+    /// y ← x with memcpy, split across `Threading.count` threads: the bandwidth ceiling for inference.
+    func copy() {
+        let count = x.count, source = x.baseAddress!, destination = y.baseAddress!
+        let chunks = Threading.count
+        Threading.parallelFor(chunks: chunks) { chunk in
+            let start = count * chunk / chunks, end = count * (chunk + 1) / chunks
+            UnsafeMutableRawPointer(destination + start).copyMemory(
+                from: source + start, byteCount: (end - start) * MemoryLayout<Float>.stride)
+        }
+    }
+}
+
+/// C (m, n) = A (m, k) · B (k, n), buffers allocated once.
+final class GEMMWork: @unchecked Sendable {
+    let m, k, n: Int
+    let a, b, c: UnsafeMutableBufferPointer<Float>
+
+    init(m: Int, k: Int, n: Int) {
+        (self.m, self.k, self.n) = (m, k, n)
+        a = .allocate(capacity: m * k); b = .allocate(capacity: k * n); c = .allocate(capacity: m * n)
+        var generator = SeededGenerator(seed: 7)
+        for i in 0..<a.count { a[i] = Float.random(in: -1...1, using: &generator) }
+        for i in 0..<b.count { b[i] = Float.random(in: -1...1, using: &generator) }
+        c.initialize(repeating: 0)
+    }
+
+    func run(_ implementation: SGEMMImplementation) {
+        sgemm(transposeA: false, transposeB: false, m: m, n: n, k: k, a: a.baseAddress!, lda: k,
+              b: b.baseAddress!, ldb: n, c: c.baseAddress!, ldc: n, implementation: implementation)
+    }
+}
+
+/// One training step of the seed MLP (784 → 64 → BN → ReLU → 10, softmax,
+/// sparse categorical cross-entropy, Adam 1e-3) on a fixed random batch.
+final class SeedMLPStep: @unchecked Sendable {
+    let model: SeedMLP
+    let optimizer: Adam
+    let loss = SparseCategoricalCrossentropy()
+    let inputs: Tensor
+    let labels: [Int]
+
+    init(batchSize: Int) {
+        GlobalRandom.seed(1)
+        model = SeedMLP()
+        model.train()
+        optimizer = Adam(model.parameters(), learningRate: 1e-3)
+        var generator = SeededGenerator(seed: 11)
+        inputs = Tensor((0..<(batchSize * 784)).map { _ in Float.random(in: 0...1, using: &generator) },
+                        shape: [batchSize, 784])
+        labels = (0..<batchSize).map { _ in Int.random(in: 0..<10, using: &generator) }
+    }
+
+    func run() {
+        optimizer.zeroGrad()
+        // swiftlint:disable:next force_try
+        let value = loss(try! model(inputs), labels)
+        value.backward()
+        optimizer.step()
+    }
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Summarises one scripts/compare_speed.sh run directory into a Markdown table of ratios.
+
+Kernel times: the minimum over repetitions of each side's own statistic (NormKit: package-benchmark's
+p0 of wall clock; PyTorch: torch.utils.benchmark's median of one blocked_autorange). Seed MLP:
+seconds per epoch, the median of epochs 2..end of a run, then the minimum over runs."""
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark_summary import parse  # noqa: E402
+
+out = sys.argv[1]
+
+
+def jsonl(path):
+    rows = []
+    if os.path.exists(path):
+        for line in open(path):
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    return rows
+
+
+# NormKit benchmarks: min over reps of p0 (min) wall clock
+normkit = {}
+for path in sorted(glob.glob(os.path.join(out, "normkit-bench-*.md"))):
+    for name, r in parse(open(path).read()).items():
+        if "min_us" not in r:
+            continue
+        best = normkit.setdefault(name, dict(r))
+        best["min_us"] = min(best["min_us"], r["min_us"])
+        best["mallocs"] = r.get("mallocs", best.get("mallocs"))
+
+torch_kernels = {}
+for row in jsonl(os.path.join(out, "torch.jsonl")):
+    if row.get("bench") != "torch_bn_kernels":
+        continue
+    for k in row["rows"]:
+        key = (k["shape_name"], k["op"])
+        torch_kernels[key] = min(torch_kernels.get(key, float("inf")), k["median_us"])
+
+
+def fmt(us):
+    if us is None:
+        return "–"
+    return f"{us / 1000:.3f} ms" if us >= 1000 else f"{us:.2f} µs"
+
+
+lines = ["| work | NormKit | PyTorch | PyTorch / NormKit | note |", "|---|---|---|---|---|"]
+shapes = [("1d-32x64", "1d_32x64"),
+          ("2d-64x64x56x56-nchw", "2d_64x64x56x56_nchw"),
+          ("2d-64x64x56x56-channels-last", "2d_64x64x56x56_channels_last"),
+          ("2d-128x256x14x14-nchw", "2d_128x256x14x14_nchw"),
+          ("2d-128x256x14x14-channels-last", None)]
+ops = [("train-forward", "fwd_train"), ("inference", "fwd_eval"), ("backward", "bwd_op")]
+for ours, theirs in shapes:
+    memcpy = normkit.get("memcpy/" + re.sub(r"-(nchw|channels-last)$", "", ours), {}).get("min_us")
+    inference = normkit.get(f"bn/inference/{ours}", {}).get("min_us")
+    for op, top in ops:
+        r = normkit.get(f"bn/{op}/{ours}")
+        if not r:
+            continue
+        t = torch_kernels.get((theirs, top)) if theirs else None
+        ratio = f"{t / r['min_us']:.2f}×" if t else "–"
+        note = []
+        if op == "inference" and memcpy:
+            note.append(f"memcpy {fmt(memcpy)}: {100 * memcpy / r['min_us']:.0f} % of its bandwidth")
+        if op == "train-forward" and inference:
+            note.append(f"{r['min_us'] / inference:.2f}× inference")
+        if op == "backward" and theirs and torch_kernels.get((theirs, "bwd")):
+            note.append(f"PyTorch through autograd: {fmt(torch_kernels[(theirs, 'bwd')])}")
+        note.append(f"mallocs {r.get('mallocs', '-')}")
+        lines.append(f"| BN {op} {ours} | {fmt(r['min_us'])} | {fmt(t)} | {ratio} | {'; '.join(note)} |")
+
+info = open(os.path.join(out, "info.txt")).read()
+coretype = re.search(r"OPENBLAS_CORETYPE=(\S+)", info)
+coretype = coretype.group(1) if coretype and not coretype.group(1).startswith("unset") else "SkylakeX, set by NormKit"
+for size in ["1024x1024x1024", "32x784x64", "256x784x64"]:
+    n, o = normkit.get(f"sgemm/native/{size}"), normkit.get(f"sgemm/openblas/{size}")
+    if n:
+        m, k, nn = map(int, size.split("x"))
+        gf = lambda r: 2 * m * k * nn / (r["min_us"] * 1e3)
+        lines.append(f"| SGEMM {size} (m×k×n) native | {fmt(n['min_us'])} ({gf(n):.0f} GFLOP/s) | – | "
+                     f"native {(o['min_us'] / n['min_us']):.2f}× OpenBLAS's speed | OpenBLAS ({coretype}) {fmt(o['min_us'])} ({gf(o):.0f} GFLOP/s) |"
+                     if o else f"| SGEMM {size} native | {fmt(n['min_us'])} ({gf(n):.0f} GFLOP/s) | – | – | OpenBLAS not found |")
+
+step = normkit.get("step/seed-mlp/batch32")
+if step:
+    lines.append(f"| seed-MLP training step (batch 32) | {fmt(step['min_us'])} | – | – | mallocs per step {step.get('mallocs')} |")
+
+
+def epochs_normkit(path):
+    times = [float(m.group(1)) for m in re.finditer(r"Epoch \d+/\d+ - ([\d.]+)s", open(path).read())]
+    tail = times[1:] or times
+    return statistics.median(tail) if tail else None
+
+
+nk = [e for e in (epochs_normkit(p) for p in sorted(glob.glob(os.path.join(out, "normkit-mlp-*.log")))) if e]
+pt = [r["median_epoch_s_2_to_end"] for r in jsonl(os.path.join(out, "torch.jsonl")) if r.get("bench") == "torch_seed_mlp"]
+ks = [r["median_epoch_s_2_to_end"] for r in jsonl(os.path.join(out, "keras.jsonl"))]
+if nk:
+    n = min(nk)
+    if pt:
+        lines.append(f"| seed MLP s/epoch (Fashion-MNIST, batch 32) | {n:.3f} s | {min(pt):.3f} s | {min(pt) / n:.2f}× | goal ≥ 8× |")
+    if ks:
+        lines.append(f"| seed MLP s/epoch vs Keras+JAX | {n:.3f} s | Keras+JAX {min(ks):.3f} s | {min(ks) / n:.2f}× | goal ≥ 4× |")
+
+print(info.strip())
+print("# min over repetitions; measured interleaved in one run\n")
+print("\n".join(lines))
