@@ -6,7 +6,8 @@ import NormKit
 //   bn/…      batch-norm kernels (training forward, inference, backward) and
 //   memcpy/…  the memory ceiling: copying the bytes inference moves (read N, write N floats)
 //   sgemm/…   C = A·B with NormKit's own kernel and with the system OpenBLAS
-//   step/…    one training step (forward, backward, Adam) of a model; malloc counts matter here
+//   step/…    one training step (forward, backward, Adam) of the seed MLP and the seed CNN;
+//             malloc counts matter here
 // Kernel benchmarks reuse their output buffers (as PyTorch does with a warm
 // allocator): they measure the kernel, not page faults.
 
@@ -61,7 +62,9 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("step/seed-mlp/batch32", configuration: stepConfiguration) { benchmark in
         for _ in benchmark.scaledIterations { seedStep.run() }
     }
-    // CNN hook: when the convolutional network (issue 4) lands, add its training
-    // step here in the same shape as SeedMLPStep (model, Adam, one fixed batch of
-    // 64 images (64, 1, 28, 28)) as "step/cnn/batch64".
+    // The convolutional network of issue 4 (PyTorch's torch_cnn.py trains it at batch 64).
+    let cnnStep = SeedCNNStep(batchSize: 64)
+    Benchmark("step/seed-cnn/batch64", configuration: stepConfiguration) { benchmark in
+        for _ in benchmark.scaledIterations { cnnStep.run() }
+    }
 }

@@ -124,6 +124,35 @@ final class GEMMWork: @unchecked Sendable {
     }
 }
 
+/// One training step of the seed CNN (issue 4's network, as `torch_cnn.py`:
+/// two conv–BN–ReLU–pool blocks, 3136 → 128 → BN → ReLU → 10, cross-entropy on
+/// logits, Adam 1e-3) on a fixed random batch of (batchSize, 1, 28, 28) images.
+final class SeedCNNStep: @unchecked Sendable {
+    let model: SeedCNN
+    let optimizer: Adam
+    let loss = CrossEntropyLoss()
+    let inputs: Tensor
+    let labels: [Int]
+
+    init(batchSize: Int) {
+        model = SeedCNN(generator: SeededGenerator(seed: 3))
+        model.train()
+        optimizer = Adam(model.parameters(), learningRate: 1e-3)
+        var generator = SeededGenerator(seed: 13)
+        inputs = Tensor((0..<(batchSize * 784)).map { _ in Float.random(in: 0...1, using: &generator) },
+                        shape: [batchSize, 1, 28, 28])
+        labels = (0..<batchSize).map { _ in Int.random(in: 0..<10, using: &generator) }
+    }
+
+    func run() {
+        optimizer.zeroGrad()
+        // swiftlint:disable:next force_try
+        let value = loss(try! model(inputs), labels)
+        value.backward()
+        optimizer.step()
+    }
+}
+
 /// One training step of the seed MLP (784 → 64 → BN → ReLU → 10, softmax,
 /// sparse categorical cross-entropy, Adam 1e-3) on a fixed random batch.
 final class SeedMLPStep: @unchecked Sendable {
