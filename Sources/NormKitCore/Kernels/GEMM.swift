@@ -1,7 +1,8 @@
 /// Which code computes an `sgemm`.
 public enum SGEMMImplementation: Sendable {
     /// The faster of the two for the size, as measured: the system OpenBLAS
-    /// (when installed) on one thread for products below 64 MFLOP, else `.native`.
+    /// (when installed, with kernels as wide as the CPU's vectors: `OpenBLAS.isPreferred`)
+    /// on one thread for products below 64 MFLOP, else `.native`.
     case automatic
     /// NormKit's own packed kernel (below).
     case native
@@ -46,7 +47,7 @@ public func sgemm(
     let useOpenBLAS = switch implementation {
     case .native: false
     case .openBLAS: true
-    case .automatic: flops < _GEMMTile.openBLASFlops
+    case .automatic: flops < _GEMMTile.openBLASFlops && OpenBLAS.isPreferred
     }
     if useOpenBLAS && k > 0,
        OpenBLAS.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,

@@ -47,6 +47,22 @@ public enum OpenBLAS {
         return String(cString: name)
     }
 
+    /// Whether `.automatic` may use OpenBLAS: it is installed and its kernels
+    /// use the CPU's full vector width. An environment that sets
+    /// `OPENBLAS_CORETYPE=Haswell` on an AVX-512 machine (this project's
+    /// machines do, for NumPy) gets AVX2 kernels that were slower than NormKit's
+    /// own even on the small products where OpenBLAS otherwise wins (92 against
+    /// 48 µs at 32×784×64, Benchmarks/README.md); the user's choice stands for
+    /// OpenBLAS, and NormKit's products stay native.
+    public static let isPreferred: Bool = library != nil && kernelsUseFullWidth(cpuHasAVX512: cpuHasAVX512(), coreName: coreName)
+
+    /// Whether OpenBLAS's kernel family `coreName` uses all the vector width the CPU has.
+    public static func kernelsUseFullWidth(cpuHasAVX512: Bool, coreName: String?) -> Bool {
+        guard cpuHasAVX512 else { return true }
+        let name = coreName?.lowercased() ?? ""
+        return ["skylakex", "cooperlake", "sapphirerapids"].contains { name.contains($0) }
+    }
+
     private static func load() -> Library? {
         if getenvString("NORMKIT_NO_OPENBLAS") != nil { return nil }
         if getenv("OPENBLAS_CORETYPE") == nil, cpuHasAVX512() {

@@ -178,6 +178,13 @@ struct GEMMTests {
         if OpenBLAS.isAvailable { #expect(OpenBLAS.coreName != nil) }
     }
 
+    @Test("automatic sgemm prefers OpenBLAS only when its kernels are as wide as the CPU's vectors",
+          arguments: [(false, "Haswell", true), (false, nil, true), (true, "SkylakeX", true),
+                      (true, "Cooperlake", true), (true, "Haswell", false), (true, "Prescott", false), (true, nil, false)])
+    func openBLASKernelWidth(cpuHasAVX512: Bool, coreName: String?, preferred: Bool) {
+        #expect(OpenBLAS.kernelsUseFullWidth(cpuHasAVX512: cpuHasAVX512, coreName: coreName) == preferred)
+    }
+
     @Test func threadedProductMatchesReferenceAndTheSingleThreadedResult() {
         // 2·128·256·128 flops is above the threading threshold; 256 columns are 8 panels.
         let testCase = GEMMCase(m: 128, n: 256, k: 128, transposeB: true, alpha: 1.5, beta: 0.25)
