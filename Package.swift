@@ -84,11 +84,12 @@ let package = Package(
         .testTarget(
             name: "NormKitIOTests",
             dependencies: ["NormKitIO", "NormKitNN", "NormKitCore"],
-            exclude: ["Fixtures/make_pytorch_fixtures.py", "Fixtures/README.md"],
+            exclude: ["Fixtures/make_pytorch_fixtures.py", "Fixtures/make_cnn_training_fixture.py", "Fixtures/README.md"],
             resources: [
                 .copy("Fixtures/seed_mlp_pytorch.safetensors"),
                 .copy("Fixtures/seed_mlp_expected.safetensors"),
                 .copy("Fixtures/dtypes.safetensors"),
+                .copy("Fixtures/cnn_training_pytorch.safetensors"),
             ]
         ),
         .testTarget(name: "ExamplesTests", dependencies: ["NormKit", "KerasStyleExample", "PyTorchStyleExample"]),
