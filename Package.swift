@@ -92,6 +92,8 @@ let package = Package(
                 .copy("Fixtures/cnn_training_pytorch.safetensors"),
             ]
         ),
+        // The umbrella's own code: seed-model files for the CLI's evaluate and predict.
+        .testTarget(name: "NormKitTests", dependencies: ["NormKit"]),
         .testTarget(name: "ExamplesTests", dependencies: ["NormKit", "KerasStyleExample", "PyTorchStyleExample"]),
     ],
     swiftLanguageModes: [.v6]

@@ -3,7 +3,7 @@ import NormKit
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Evaluate a saved seed model on the test set.",
+        abstract: "Evaluate a saved seed model (MLP or CNN) on the test set.",
         discussion: "Prints `test_loss=…` and `test_accuracy=…` (inference mode: running statistics)."
     )
 
@@ -18,14 +18,9 @@ struct Evaluate: ParsableCommand {
         compute.apply()
         let model = try modelOptions.load()
         let dataset = try data.map { try MNISTDataset.load(directory: $0) } ?? MNISTDataset.embeddedFashionMNIST()
-        guard dataset.test.featureCount == model.fc1.inFeatures else {
-            throw ValidationError("\(modelOptions.model) takes \(model.fc1.inFeatures!) features per image, "
-                                  + "the test images have \(dataset.test.featureCount)")
-        }
-        // The seed model outputs probabilities: the loss is cross-entropy on probabilities, as in training.
-        model.compile(optimizer: Adam(), loss: .sparseCategoricalCrossentropy)
-        let result = try model.evaluate(dataset.test)
-        print("model: \(modelOptions.model); data: \(data ?? "embedded Fashion-MNIST slice"): \(dataset.test.count) test images")
+        // Each model's own loss: cross-entropy on the MLP's probabilities, on the CNN's logits.
+        let result = try modelOptions.namingTheFile { try model.evaluate(dataset.test) }
+        print("model: \(modelOptions.model) (\(model.kindName)); data: \(data ?? "embedded Fashion-MNIST slice"): \(dataset.test.count) test images")
         print("test_loss=\(fixed(result.loss, 4))")
         print("test_accuracy=\(fixed(result.accuracy, 4))")
     }

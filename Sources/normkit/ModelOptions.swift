@@ -1,28 +1,23 @@
 import ArgumentParser
 import NormKit
 
-/// `--model FILE`: a seed model saved by `normkit train --save` or by PyTorch (`fc1`, `bn`, `fc2`).
+/// `--model FILE`: a seed model (MLP or CNN) saved by `normkit train --save` or by PyTorch.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "A safetensors state dict of the seed model (from `normkit train --save`, or PyTorch's fc1/bn/fc2).")
+    @Option(help: ArgumentHelp(
+        "A safetensors state dict of a seed model: `normkit train [--model cnn] --save FILE`, or PyTorch's "
+            + "(SeedMLP's fc1/bn/fc2, or torch_cnn.py's nn.Sequential 0…12). The kind is read from the names.",
+        valueName: "FILE"))
     var model: String
 
-    /// The seed model, shaped like the file and loaded from it (strictly), in inference mode.
-    func load() throws -> SeedMLP {
-        let state = try SafetensorsFile.read(path: model).stateDict
+    /// The seed model in the file, loaded strictly, in inference mode.
+    func load() throws -> SeedModel { try SeedModel(contentsOf: model) }
+
+    /// Runs `body`, naming the model file when its images do not fit the model.
+    func namingTheFile<R>(_ body: () throws -> R) throws -> R {
         do {
-            let seedModel = try SeedMLP(shapedLike: state)
-            try seedModel.loadStateDict(state)
-            seedModel.eval()
-            return seedModel
-        } catch {
-            throw ModelFileMismatch(path: model, error: error)
+            return try body()
+        } catch let error as SeedModelError {
+            throw ValidationError("\(model): \(error)")
         }
     }
-}
-
-/// A readable model file that is not a seed model: the state-dict error, prefixed with the file.
-struct ModelFileMismatch: Error, CustomStringConvertible {
-    let path: String
-    let error: StateDictError
-    var description: String { "\(path): not a seed model (fc1, bn, fc2). \(error)" }
 }

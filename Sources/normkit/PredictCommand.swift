@@ -3,7 +3,7 @@ import NormKit
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Predict the classes of IDX images with a saved seed model.",
+        abstract: "Predict the classes of IDX images with a saved seed model (MLP or CNN).",
         discussion: "Prints one predicted class index per image, in file order."
     )
 
@@ -26,15 +26,12 @@ struct Predict: ParsableCommand {
         let model = try modelOptions.load()
         let file = try IDXReader.read(path: images, expectedRank: 3)
         let pixelsPerImage = file.dimensions[1] * file.dimensions[2]
-        guard pixelsPerImage == model.fc1.inFeatures else {
-            throw ValidationError("\(modelOptions.model) takes \(model.fc1.inFeatures!) features per image, "
-                                  + "\(images) has \(file.dimensions[1])×\(file.dimensions[2]) = \(pixelsPerImage)")
-        }
         let imageCount = min(count ?? file.dimensions[0], file.dimensions[0])
         // Unlabelled images through the same batching and [0, 1] scaling as training.
         let unlabelled = LabeledImages(pixels: Array(file.elements.prefix(imageCount * pixelsPerImage)),
                                        labels: [UInt8](repeating: 0, count: imageCount), count: imageCount,
                                        rows: file.dimensions[1], columns: file.dimensions[2])
-        for predicted in try model.predict(unlabelled).argmax(axis: -1) { print(predicted) }
+        // The model checks the image size and takes the images in its layout (flat rows or NCHW).
+        for predicted in try modelOptions.namingTheFile({ try model.predictedClasses(unlabelled) }) { print(predicted) }
     }
 }

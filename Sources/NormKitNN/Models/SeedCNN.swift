@@ -52,6 +52,45 @@ public final class SeedCNN: Module {
         super.init()
     }
 
+    /// A SeedCNN shaped like `state` (a `stateDict()` of one, or peers/torch_cnn.py's
+    /// `model.state_dict()`), ready for `loadStateDict(state)`.
+    ///
+    /// Image channels come from `0.weight` (32, C, 3, 3), classes from `12.weight` (classes, 128),
+    /// and batch norm is present when `1.weight` or `1.running_mean` is. The image size is not
+    /// stored: `9.weight` (128, 64·h·w) gives only the pooled h·w, which is taken to be square,
+    /// and the images to be the smallest that pool to it (28×28 for 7×7). Any image that pools to
+    /// the same h×w works as well (see `acceptsImages(rows:columns:)`).
+    /// - Throws: `StateDictError` naming the missing keys or the weights of unexpected shape.
+    public convenience init(shapedLike state: StateDict) throws(StateDictError) {
+        let convolution = state["0.weight"]?.shape, hidden = state["9.weight"]?.shape
+        let output = state["12.weight"]?.shape
+        let missing = ["0.weight", "9.weight", "12.weight"].filter { state[$0] == nil }
+        var mismatched: [StateDictError.Mismatch] = []
+        if let convolution, convolution.count != 4 || convolution[0] != 32 || convolution[2...] != [3, 3] {
+            mismatched.append(.init(key: "0.weight", expected: "float[32, channels, 3, 3]", found: "float\(convolution)"))
+        }
+        let pooledPlane = hidden.map { $0.count == 2 && $0[0] == 128 && $0[1] % 64 == 0 ? $0[1] / 64 : 0 } ?? 0
+        let pooledSide = Int(Double(pooledPlane).squareRoot().rounded())
+        if let hidden, pooledPlane == 0 || pooledSide * pooledSide != pooledPlane {
+            mismatched.append(.init(key: "9.weight", expected: "float[128, 64·s·s] (s×s after pooling)", found: "float\(hidden)"))
+        }
+        if let output, output.count != 2 || output[1] != 128 {
+            mismatched.append(.init(key: "12.weight", expected: "float[classes, 128]", found: "float\(output)"))
+        }
+        guard missing.isEmpty && mismatched.isEmpty, let convolution, let output else {
+            throw StateDictError(missingKeys: missing, unexpectedKeys: [], mismatchedKeys: mismatched, model: "SeedCNN")
+        }
+        self.init(imageSize: Size2D(4 * pooledSide), inChannels: convolution[1], classes: output[0],
+                  batchNorm: state["1.weight"] != nil || state["1.running_mean"] != nil,
+                  generator: SeededGenerator(seed: 0))  // placeholders for `state`: GlobalRandom stays untouched
+    }
+
+    /// Whether images of `rows`×`columns` fit the hidden linear layer, which takes
+    /// 64·⌊rows/4⌋·⌊columns/4⌋ features (after two 2×2 poolings).
+    public func acceptsImages(rows: Int, columns: Int) -> Bool {
+        rows >= 4 && columns >= 4 && 64 * (rows / 4) * (columns / 4) == fc1.inFeatures
+    }
+
     /// The layers in order with their index in the PyTorch `nn.Sequential`.
     public override func namedChildren() -> [(String, Module)] {
         let layers: [Module?] = [conv1, bn1, relu1, pool1, conv2, bn2, relu2, pool2, flatten, fc1, bn3, relu3, fc2]

@@ -121,6 +121,29 @@ struct SeedCNNTests {
         #expect(SeedCNN(batchNorm: false, generator: SeededGenerator(seed: 12)).namedParameters().map(\.0).first == "0.weight")
     }
 
+    @Test("SeedCNN(shapedLike:) takes channels, classes, image size and batch norm from a state dict, and names what does not fit")
+    func shapedLikeStateDict() throws {
+        let source = SeedCNN(imageSize: 12, inChannels: 3, classes: 5, generator: SeededGenerator(seed: 15))
+        let copy = try SeedCNN(shapedLike: source.stateDict())
+        #expect(copy.conv1.inChannels == 3 && copy.fc2.outFeatures == 5 && copy.fc1.inFeatures == 64 * 3 * 3)
+        #expect(copy.bn1 != nil && copy.bn2 != nil && copy.bn3 != nil)
+        try copy.loadStateDict(source.stateDict())
+        // 12×12 pools to 3×3, as do 13×13 … 15×15; 16×16 pools to 4×4.
+        #expect(copy.acceptsImages(rows: 12, columns: 12) && copy.acceptsImages(rows: 15, columns: 13))
+        #expect(!copy.acceptsImages(rows: 16, columns: 16) && !copy.acceptsImages(rows: 12, columns: 8))
+        let plain = try SeedCNN(shapedLike: SeedCNN(batchNorm: false, generator: SeededGenerator(seed: 16)).stateDict())
+        #expect(plain.bn1 == nil && plain.bn3 == nil && plain.fc1.inFeatures == 3136)
+
+        var broken = source.stateDict()
+        broken["12.weight"] = nil
+        broken["0.weight"] = .float(.zeros([4, 1, 3, 3]))
+        broken["9.weight"] = .float(.zeros([128, 64 * 6]))
+        let error = try #require(throws: StateDictError.self) { try SeedCNN(shapedLike: broken) }
+        #expect(error.missingKeys == ["12.weight"])
+        #expect(error.mismatchedKeys.map(\.key) == ["0.weight", "9.weight"])
+        #expect(error.mismatchedKeys.map(\.found) == ["float[4, 1, 3, 3]", "float[128, 384]"])
+    }
+
     @Test("maps (N, 1, 28, 28) images to (N, 10) logits")
     func shapes() throws {
         let model = SeedCNN(generator: SeededGenerator(seed: 13))
