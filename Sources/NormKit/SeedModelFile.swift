@@ -60,6 +60,19 @@ public enum SeedModel {
         }
     }
 
+    /// The shape of one example as the model takes it, without the batch axis: (features) for
+    /// the MLP, (channels, 4s, 4s) for the CNN, whose hidden layer takes s×s pooled planes (28×28
+    /// for the seed CNN). What `normkit export-onnx` declares as the input.
+    public var exampleShape: [Int] {
+        switch self {
+        case .mlp(let model):
+            return [model.fc1.inFeatures ?? 0]
+        case .cnn(let model):
+            let side = 4 * Int((Double(model.fc1.inFeatures ?? 0) / 64).squareRoot())
+            return [model.conv1.inChannels, side, side]
+        }
+    }
+
     /// The loss the model trains with: SeedMLP ends in softmax, so cross-entropy on probabilities;
     /// SeedCNN outputs logits, so cross-entropy on logits (PyTorch's `CrossEntropyLoss`).
     public var loss: any Loss {

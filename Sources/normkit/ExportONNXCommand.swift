@@ -9,8 +9,9 @@ struct ExportONNX: ParsableCommand {
         abstract: "Write a saved seed model as an ONNX file (for ONNX Runtime and other ONNX tools).",
         discussion: """
             The graph computes the model in inference mode: batch norm uses its running estimates. \
-            Input "input": float32 (batch, features), pixels scaled to [0, 1] as in training; \
-            output "output": the class probabilities. Opset 17.
+            Input "input": float32, pixels scaled to [0, 1] as in training: (batch, features) for the \
+            MLP, (batch, 1, 28, 28) for the CNN; output "output": the MLP's class probabilities, the \
+            CNN's logits. Opset 17.
             """
     )
 
@@ -21,7 +22,7 @@ struct ExportONNX: ParsableCommand {
 
     func run() throws {
         let model = try modelOptions.load()
-        try model.exportONNX(to: URL(fileURLWithPath: output), inputShape: [model.fc1.inFeatures!])
+        try model.module.exportONNX(to: URL(fileURLWithPath: output), inputShape: model.exampleShape)
         print("wrote \(output)")
     }
 }

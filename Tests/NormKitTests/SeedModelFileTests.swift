@@ -19,6 +19,7 @@ struct SeedModelFileTests {
             #expect(loaded.kindName == "cnn" && model.mode == .inference)
             #expect(isBitwiseEqual(model.stateDict(), trained.stateDict()), "weights and running statistics as trained")
             #expect(model.bn1?.numBatchesTracked == 2)
+            #expect(loaded.exampleShape == [1, 4, 4])
 
             let expectedClasses = try trained.predict(images.channelsFirst).argmax(axis: -1)
             #expect(try loaded.predictedClasses(images) == expectedClasses)
@@ -39,6 +40,7 @@ struct SeedModelFileTests {
             try trained.save(to: path)
             let loaded = try SeedModel(contentsOf: path)
             guard case .mlp = loaded else { Issue.record("read as \(loaded.kindName)"); return }
+            #expect(loaded.exampleShape == [36])
             #expect(try loaded.predictedClasses(images) == trained.predict(images).argmax(axis: -1))
             let expected = try trained.evaluate(images)
             let evaluation = try loaded.evaluate(images)
