@@ -50,6 +50,12 @@ public final class GradientNode {
     /// Forgets the accumulated gradient (before the next step).
     public func clearGradient() { gradient = nil }
 
+    /// Adds `incoming` to the accumulated gradient, as `backward()` does for a
+    /// leaf. With no gradient yet, the node shares `incoming`'s storage (no copy):
+    /// a caller that reuses that tensor as a buffer next step gets a fresh copy
+    /// from copy-on-write only if the node still holds it then.
+    public func accumulateGradient(_ incoming: Tensor) { accumulate(incoming) }
+
     func accumulate(_ incoming: Tensor) {
         if let existing = gradient {
             precondition(existing.shape == incoming.shape,

@@ -1,3 +1,14 @@
+#if DEBUG
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+#endif
+
 /// The heap block behind a `Tensor`: `count` Float32 values, 64-byte aligned so
 /// that AVX-512 loads never straddle a cache line.
 ///
@@ -12,6 +23,9 @@ final class TensorStorage: @unchecked Sendable {
     init(uninitializedCount count: Int) {
         precondition(count >= 0, "a tensor cannot hold \(count) elements")
         self.count = count
+        #if DEBUG
+        TensorStorage.countAllocation()
+        #endif
         let raw = UnsafeMutableRawPointer.allocate(
             byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
         self.base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
@@ -32,3 +46,38 @@ final class TensorStorage: @unchecked Sendable {
 
     deinit { UnsafeMutableRawPointer(base).deallocate() }
 }
+
+#if DEBUG
+
+/// Debug builds count the storage blocks allocated on one watched thread, so a
+/// test can prove that a steady-state training step allocates none (tests run
+/// in parallel: counting every thread would count the other tests' tensors).
+extension TensorStorage {
+    private static let watchedThread = Atomic<UInt>(0)
+    nonisolated(unsafe) private static var watchedCount = 0
+
+    private static var currentThread: UInt {
+        #if canImport(Darwin)
+        UInt(bitPattern: pthread_self())
+        #else
+        UInt(pthread_self())
+        #endif
+    }
+
+    static func countAllocation() {
+        let watched = watchedThread.load(ordering: .relaxed)
+        if watched != 0 && watched == currentThread { watchedCount += 1 }
+    }
+
+    /// Runs `body` on the calling thread and returns how many tensor storages it allocated there.
+    static func allocations(during body: () throws -> Void) rethrows -> Int {
+        let me = currentThread
+        precondition(watchedThread.compareExchange(expected: 0, desired: me, ordering: .relaxed).exchanged,
+                     "TensorStorage.allocations(during:) does not nest and runs on one thread at a time")
+        watchedCount = 0
+        defer { watchedThread.store(0, ordering: .relaxed) }
+        try body()
+        return watchedCount
+    }
+}
+#endif

@@ -139,12 +139,12 @@ public class BatchNorm: Module {
     /// The statistics of the last forward that used batch statistics (for inspection and tests).
     /// With ghost batches: the whole batch's mean and the pooled biased within-ghost-batch
     /// variance (what the running estimates follow); `lastGhostBatchStatistics` has each one's.
-    public private(set) var lastBatchStatistics: BatchNormStatistics?
+    public internal(set) var lastBatchStatistics: BatchNormStatistics?
     /// The statistics of each ghost batch in the last forward that used batch statistics
     /// (one entry without ghost batches).
-    public private(set) var lastGhostBatchStatistics: [BatchNormStatistics] = []
+    public internal(set) var lastGhostBatchStatistics: [BatchNormStatistics] = []
     /// Batch Renormalization's r and d per ghost batch in the last forward that used them.
-    public private(set) var lastRenormalizationCorrections: [RenormalizationCorrection] = []
+    public internal(set) var lastRenormalizationCorrections: [RenormalizationCorrection] = []
 
     /// - Parameters:
     ///   - featureCount: features on `featureAxis`; nil to take it from the first input.
@@ -409,7 +409,7 @@ public class BatchNorm: Module {
     /// Folds a batch's statistics into the running estimates. `groupCount` ghost
     /// batches of M = `statistics.count` values in all make the unbiased pooled
     /// variance Σmₖσₖ²/(M − groupCount) = σ²·M/(M − groupCount); one group is m/(m − 1).
-    private func updateRunningStatistics(with statistics: BatchNormStatistics, groupCount: Int) {
+    func updateRunningStatistics(with statistics: BatchNormStatistics, groupCount: Int) {
         let m = Double(statistics.count), k = Double(groupCount)
         let correction = storesUnbiasedVariance && m > k ? m / (m - k) : 1
         running!.fold(average: runningAverage, layer: description,

@@ -21,6 +21,9 @@ open class Module: CustomStringConvertible {
     public private(set) var mode: Mode = .training
     /// What `compile(optimizer:loss:metrics:)` configured, if anything.
     var compiled: CompiledConfiguration?
+    /// Whether `fit` may run its fused step (see `FusedTrainingStep`); tests turn it
+    /// off to compare the fused step with the general autodiff step.
+    var allowsFusedTrainingStep = true
 
     public init() {}
 

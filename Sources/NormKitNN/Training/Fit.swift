@@ -75,6 +75,9 @@ extension Module {
         let steps = (usableCount + batchSize - 1) / batchSize
         var history = History()
         let wantsAccuracy = compiled.metrics.contains(.accuracy)
+        setMode(.training)
+        let fused = allowsFusedTrainingStep
+            ? FusedTrainingStep(model: self, loss: compiled.loss, featureShape: data.featureShape, capacity: batchSize) : nil
 
         for epoch in stride(from: initialEpoch + 1, through: epochs, by: 1) {
             // A fresh permutation of 0..<count each epoch (PyTorch's randperm, and DataLoader here), so an
@@ -88,20 +91,17 @@ extension Module {
             var lossSum = 0.0, correct = 0, seen = 0
             for step in 0..<steps {
                 let indices = order[(step * batchSize)..<min((step + 1) * batchSize, usableCount)]
-                let (batch, labels) = buffers.load(data, indices: indices)
-                let output = try forward(batch)
-                let loss = compiled.loss(output, labels)
-                compiled.optimizer.zeroGrad()
-                loss.backward()
-                compiled.optimizer.step()
-                lossSum += Double(loss.scalar) * Double(labels.count)
-                seen += labels.count
-                if wantsAccuracy { correct += zip(output.argmax(axis: -1), labels).reduce(0) { $0 + ($1.0 == $1.1 ? 1 : 0) } }
+                let result = try fused?.step(data, indices: indices, optimizer: compiled.optimizer)
+                    ?? generalStep(data, indices: indices, buffers: &buffers, compiled: compiled)
+                lossSum += Double(result.loss) * Double(indices.count)
+                seen += indices.count
+                correct += result.correct
                 reporter.stepFinished(epoch: epoch, epochs: epochs, step: step + 1, steps: steps, started: started,
                                       loss: lossSum / Double(seen), accuracy: wantsAccuracy ? Double(correct) / Double(seen) : nil)
             }
             let seconds = monotonicSeconds() - started
             history.epochs.append(epoch)
+            fused?.publishStatistics()
             history.epochSeconds.append(seconds)
             history.loss.append(lossSum / Double(max(seen, 1)))
             var line = "Epoch \(epoch)/\(epochs) - \(fixed(seconds, 2))s - loss: \(fixed(history.loss.last!, 4))"
@@ -119,6 +119,23 @@ extension Module {
             try epochFinished?(epoch, generator)
         }
         return history
+    }
+
+    /// One step through the autodiff graph: forward, loss, zeroGrad, backward,
+    /// optimizer step. The graph (which holds the weights' storage) is released
+    /// before the optimizer updates the weights in place, so they are not copied.
+    private func generalStep(_ data: some BatchSource, indices: ArraySlice<Int>, buffers: inout BatchBuffers,
+                             compiled: CompiledConfiguration) throws -> (loss: Float, correct: Int) {
+        let result: (loss: Float, correct: Int) = try {
+            let (batch, labels) = buffers.load(data, indices: indices)
+            let output = try forward(batch)
+            let loss = compiled.loss(output, labels)
+            compiled.optimizer.zeroGrad()
+            loss.backward()
+            return (loss.scalar, zip(output.argmax(axis: -1), labels).reduce(0) { $0 + ($1.0 == $1.1 ? 1 : 0) })
+        }()
+        compiled.optimizer.step()
+        return result
     }
 
     /// Keras' `fit(x, y, …)` on in-memory tensors.

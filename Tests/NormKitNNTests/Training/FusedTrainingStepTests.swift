@@ -1,0 +1,168 @@
+// The fused training step against the general autodiff step: the same values
+// bit for bit, no tensor allocated in a steady-state step, and reused buffers
+// that never alias a value someone kept (copy-on-write).
+
+@testable import NormKitCore
+@testable import NormKitNN
+import Testing
+
+/// Linear(5, 8) → BatchNorm1d(8) → ReLU → Linear(8, 3) [→ Softmax], from explicit seeds.
+private func chainModel(seed: UInt64, softmax: Bool) -> (Sequential, BatchNorm1d) {
+    let batchNorm = BatchNorm1d(8)
+    let model = Sequential {
+        makeLinear(5, 8, seed: seed)
+        batchNorm
+        ReLU()
+        makeLinear(8, 3, seed: seed + 1)
+        if softmax { Softmax() }
+    }
+    return (model, batchNorm)
+}
+
+/// Three classes of 5 features; 45 examples, so batches of 8 end with a partial batch of 5.
+private func threeClassData(seed: UInt64) -> TensorDataset {
+    var generator = SeededGenerator(seed: seed)
+    let count = 45, features = 5
+    var values: [Float] = [], labels: [Int] = []
+    for index in 0..<count {
+        let label = index % 3
+        labels.append(label)
+        for feature in 0..<features {
+            values.append(generator.nextStandardNormal() + (feature % 3 == label ? 2 : 0))
+        }
+    }
+    return TensorDataset(features: Tensor(values, shape: [count, features]), labels: labels)
+}
+
+private func snapshot(_ model: Module, _ batchNorm: BatchNorm) -> [[Float]] {
+    model.parameters().map(\.value.scalars)
+        + [batchNorm.runningMean!.scalars, batchNorm.runningVariance!.scalars]
+        + [batchNorm.lastBatchStatistics!.mean, batchNorm.lastBatchStatistics!.variance,
+           batchNorm.lastBatchStatistics!.inverseStandardDeviation]
+}
+
+@Suite("Fused training step")
+struct FusedTrainingStepTests {
+    @Test("fit's fused step trains to the bitwise same weights, statistics and history as the autodiff step",
+          arguments: [true, false])
+    func fusedMatchesGeneral(endsInSoftmax: Bool) throws {
+        let data = threeClassData(seed: 3)
+        func run(fused: Bool) throws -> (state: [[Float]], history: History, tracked: Int) {
+            let (model, batchNorm) = chainModel(seed: 40, softmax: endsInSoftmax)
+            model.allowsFusedTrainingStep = fused
+            let loss = SparseCategoricalCrossentropy(fromLogits: !endsInSoftmax)
+            model.compile(optimizer: Adam(learningRate: 0.05), loss: loss, metrics: [.accuracy])
+            let history = try model.fit(data, epochs: 3, batchSize: 8, validationData: data,
+                                        generator: SeededGenerator(seed: 41), progress: .silent)
+            return (snapshot(model, batchNorm), history, batchNorm.numBatchesTracked)
+        }
+        // The fused step is really taken for this model (and not for the general run).
+        let (model, _) = chainModel(seed: 40, softmax: endsInSoftmax)
+        #expect(FusedTrainingStep(model: model, loss: SparseCategoricalCrossentropy(fromLogits: !endsInSoftmax),
+                                  featureShape: [5], capacity: 8) != nil)
+
+        let fused = try run(fused: true), general = try run(fused: false)
+        #expect(fused.state == general.state)
+        #expect(fused.history.loss == general.history.loss)
+        #expect(fused.history.accuracy == general.history.accuracy)
+        #expect(fused.history.validationLoss == general.history.validationLoss)
+        #expect(fused.tracked == general.tracked && fused.tracked == 3 * 6)
+        #expect(fused.history.loss.last! < fused.history.loss.first!, "it learns: \(fused.history.loss)")
+    }
+
+    @Test("the seed MLP and CrossEntropyLoss take the fused step; unsupported setups fall back")
+    func eligibility() {
+        let seed = SeedMLP(inputFeatures: 6, hiddenFeatures: 4, classes: 3)
+        #expect(FusedTrainingStep(model: seed, loss: SparseCategoricalCrossentropy(), featureShape: [6], capacity: 4) != nil)
+        let logits = chainModel(seed: 1, softmax: false).0
+        #expect(FusedTrainingStep(model: logits, loss: CrossEntropyLoss(), featureShape: [5], capacity: 4) != nil)
+        // Softmax followed by a loss that applies softmax itself: the general path warns.
+        #expect(FusedTrainingStep(model: seed, loss: CrossEntropyLoss(), featureShape: [6], capacity: 4) == nil)
+        // Ghost batches, a layer it does not know, a shape it cannot take.
+        let ghost = Sequential { makeLinear(5, 8, seed: 1); BatchNorm1d(8, ghostBatchSize: 2); ReLU(); makeLinear(8, 3, seed: 2) }
+        #expect(FusedTrainingStep(model: ghost, loss: CrossEntropyLoss(), featureShape: [5], capacity: 4) == nil)
+        let sigmoid = Sequential { makeLinear(5, 3, seed: 1); Sigmoid() }
+        #expect(FusedTrainingStep(model: sigmoid, loss: SparseCategoricalCrossentropy(), featureShape: [5], capacity: 4) == nil)
+        #expect(FusedTrainingStep(model: logits, loss: CrossEntropyLoss(), featureShape: [4], capacity: 4) == nil)
+        let flattened = Sequential { Flatten(); makeLinear(6, 3, seed: 1) }
+        #expect(FusedTrainingStep(model: flattened, loss: CrossEntropyLoss(), featureShape: [2, 3], capacity: 4) != nil)
+    }
+
+    @Test("a steady-state fused step allocates no tensor storage (the general step allocates dozens)")
+    func steadyStateAllocatesNoTensors() throws {
+        let data = threeClassData(seed: 5)
+        let (model, _) = chainModel(seed: 50, softmax: true)
+        let optimizer = Adam(model.trainableParameters(), learningRate: 0.01)
+        let step = try #require(FusedTrainingStep(model: model, loss: SparseCategoricalCrossentropy(),
+                                                  featureShape: [5], capacity: 8))
+        let batches = (0..<10).map { (($0 * 8) % 40)..<(($0 * 8) % 40 + 8) }
+        for batch in batches.prefix(2) { _ = try step.step(data, indices: Array(0..<45)[batch], optimizer: optimizer) }
+        var losses: [Float] = []
+        losses.reserveCapacity(8)
+        let allocations = try TensorStorage.allocations {
+            for batch in batches.dropFirst(2) {
+                losses.append(try step.step(data, indices: Array(0..<45)[batch], optimizer: optimizer).loss)
+            }
+        }
+        #expect(allocations == 0)
+        let finite = losses.count == 8 && losses.allSatisfy { $0.isFinite }
+        #expect(finite)
+
+        // The counter counts: one general step allocates many tensors.
+        model.compile(optimizer: optimizer, loss: SparseCategoricalCrossentropy())
+        model.allowsFusedTrainingStep = false
+        let general = try TensorStorage.allocations {
+            _ = try model.fit(data, epochs: 1, batchSize: 45, shuffle: false, progress: .silent)
+        }
+        #expect(general > 10)
+    }
+
+    @Test("gradients and weights kept from step k are unchanged by step k + 1 (buffers are reused, never aliased)")
+    func keptValuesSurviveTheNextStep() throws {
+        let data = threeClassData(seed: 6)
+        let (model, batchNorm) = chainModel(seed: 60, softmax: true)
+        let optimizer = Adam(model.trainableParameters(), learningRate: 0.01)
+        let step = try #require(FusedTrainingStep(model: model, loss: SparseCategoricalCrossentropy(),
+                                                  featureShape: [5], capacity: 8))
+        let order = Array(0..<45)
+        _ = try step.step(data, indices: order[0..<8], optimizer: optimizer)
+        let parameters = model.parameters()
+        let keptGradients = parameters.map { $0.gradient! }, keptValues = parameters.map(\.value)
+        let gradientScalars = keptGradients.map(\.scalars), valueScalars = keptValues.map(\.scalars)
+        step.publishStatistics()
+        let keptStatistics = try #require(batchNorm.lastBatchStatistics)
+        let statisticsMean = keptStatistics.mean
+
+        _ = try step.step(data, indices: order[8..<16], optimizer: optimizer)
+        step.publishStatistics()
+
+        #expect(keptGradients.map(\.scalars) == gradientScalars)
+        #expect(keptValues.map(\.scalars) == valueScalars)
+        #expect(keptStatistics.mean == statisticsMean)
+        // …while the step did move on: new gradients, new weights, new statistics.
+        #expect(parameters.map { $0.gradient!.scalars } != gradientScalars)
+        #expect(parameters.map(\.value.scalars) != valueScalars)
+        #expect(batchNorm.lastBatchStatistics!.mean != statisticsMean)
+    }
+
+    @Test("a batch of one through batch norm throws the layer's error on the fused path too")
+    func singleExampleBatchThrows() throws {
+        let data = threeClassData(seed: 7)
+        let (model, _) = chainModel(seed: 70, softmax: true)
+        let step = try #require(FusedTrainingStep(model: model, loss: SparseCategoricalCrossentropy(),
+                                                  featureShape: [5], capacity: 8))
+        #expect(throws: BatchNormError.self) {
+            _ = try step.step(data, indices: [3][...], optimizer: Adam(model.trainableParameters()))
+        }
+    }
+
+    @Test("power by squaring equals repeated multiplication to rounding")
+    func powerBySquaring() {
+        for (base, exponent) in [(0.9, 0), (0.9, 1), (0.999, 7), (0.999, 1000), (0.9, 200), (0.999, 9375)] {
+            var product = 1.0
+            for _ in 0..<exponent { product *= base }
+            let tolerance = 1e-15 * Double(max(exponent, 1)) * product
+            #expect(abs(base.power(exponent) - product) <= tolerance, "\(base)^\(exponent)")
+        }
+    }
+}
