@@ -46,17 +46,23 @@ extension Tensor {
 ///
 /// Shapes: `input` (batch, inFeatures); `weight` (outFeatures, inFeatures), the
 /// PyTorch layout; `bias` (outFeatures) or nil. Result (batch, outFeatures).
-/// The pullback is two GEMMs and a column sum: dx = g · W, dW = gᵀ · x, db = Σ_batch g.
+/// The pullback is two products and a column sum: dx = g · W, dW = gᵀ · x, db = Σ_batch g
+/// (`linearInputGradient`, `linearWeightGradient`).
 public func linear(_ input: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     precondition(input.rank == 2 && weight.rank == 2 && input.shape[1] == weight.shape[1],
                  "linear: input \(input.shape) does not match weight \(weight.shape) (expected input (batch, \(weight.rank == 2 ? weight.shape[1] : -1)))")
     let (batch, inFeatures, outFeatures) = (input.shape[0], input.shape[1], weight.shape[0])
     if let bias { precondition(bias.shape == [outFeatures], "linear: bias \(bias.shape) does not match weight \(weight.shape)") }
-    var result = Tensor.product(input, transposed: false, weight, transposed: true, m: batch, n: outFeatures, k: inFeatures)
-    if let bias {
-        result = result.withUnsafeAccumulation { out in
-            bias.withUnsafeBufferPointer { b in
-                for row in 0..<batch { for j in 0..<outFeatures { out[row * outFeatures + j] += b[j] } }
+    // The products go through `linearForward` & co.: small batches (training steps)
+    // take the unpacked single-thread kernels, large ones `sgemm`.
+    var result = Tensor(shape: [batch, outFeatures]) { out in
+        input.withUnsafeBufferPointer { x in
+            weight.withUnsafeBufferPointer { w in
+                func run(_ b: UnsafePointer<Float>?) {
+                    linearForward(input: x.baseAddress!, rows: batch, inFeatures: inFeatures, weight: w.baseAddress!,
+                                  outFeatures: outFeatures, bias: b, output: out.baseAddress!)
+                }
+                if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
             }
         }
     }
@@ -65,9 +71,22 @@ public func linear(_ input: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let hasBias = bias != nil
     let wantsInputGradient = input.requiresGradient
     result.record("linear", inputs: inputs) { g in
-        let dInput = wantsInputGradient
-            ? Tensor.product(g, transposed: false, w, transposed: false, m: batch, n: inFeatures, k: outFeatures) : nil
-        let dWeight = Tensor.product(g, transposed: true, x, transposed: false, m: outFeatures, n: inFeatures, k: batch)
+        let dInput = !wantsInputGradient ? nil : Tensor(shape: [batch, inFeatures]) { dx in
+            g.withUnsafeBufferPointer { dy in
+                w.withUnsafeBufferPointer { w in
+                    linearInputGradient(outputGradient: dy.baseAddress!, weight: w.baseAddress!, rows: batch,
+                                        inFeatures: inFeatures, outFeatures: outFeatures, inputGradient: dx.baseAddress!)
+                }
+            }
+        }
+        let dWeight = Tensor(shape: [outFeatures, inFeatures]) { dW in
+            g.withUnsafeBufferPointer { dy in
+                x.withUnsafeBufferPointer { x in
+                    linearWeightGradient(outputGradient: dy.baseAddress!, input: x.baseAddress!, rows: batch,
+                                         inFeatures: inFeatures, outFeatures: outFeatures, weightGradient: dW.baseAddress!)
+                }
+            }
+        }
         var gradients: [Tensor?] = [dInput, dWeight]
         if hasBias { gradients.append(g.summed(toShape: [outFeatures])) }
         return gradients

@@ -16,7 +16,7 @@ protocol LayerChain {
 /// Why: the seed MLP's arithmetic is ~6.5 MFLOP per step (~50 µs), and the
 /// general path spent most of its time around it — a graph node, a pullback
 /// closure and fresh tensors per op, per step. This step computes exactly what
-/// that path computes, with the same kernels in the same order (`sgemm`,
+/// that path computes, with the same kernels in the same order (`linearForward` & co.,
 /// `batchNormStatistics`/`Apply`/`Backward`, `softmaxForward`/`Backward`, the
 /// losses' formulas), so a model trains to the same values either way
 /// (`FusedTrainingStepTests` checks that bit for bit).
@@ -238,14 +238,11 @@ final class FusedTrainingStep {
         case let .linear(weight, bias, inFeatures, outFeatures):
             // y = x · Wᵀ + b, as `linear(_:weight:bias:)`.
             weight.value.withUnsafeBufferPointer { w in
-                sgemm(transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
-                      a: x, lda: inFeatures, b: w.baseAddress!, ldb: inFeatures, c: y, ldc: outFeatures)
-            }
-            bias?.value.withUnsafeBufferPointer { b in
-                for row in 0..<rows {
-                    let line = y + row * outFeatures
-                    for j in 0..<outFeatures { line[j] += b[j] }
+                func run(_ b: UnsafePointer<Float>?) {
+                    linearForward(input: x, rows: rows, inFeatures: inFeatures, weight: w.baseAddress!,
+                                  outFeatures: outFeatures, bias: b, output: y)
                 }
+                if let bias { bias.value.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
             }
         case let .batchNorm(layer, scratch):
             guard rows > 1 else { throw BatchNormError.singleValuePerChannel(layer: layer.description, shape: [rows, inWidth]) }
@@ -368,8 +365,8 @@ final class FusedTrainingStep {
             if let slot = slots.weight {
                 // dW = dyᵀ · x (outFeatures, inFeatures).
                 withGradientBuffer(slot) { dW in
-                    sgemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: rows,
-                          a: dy, lda: outFeatures, b: x, ldb: inFeatures, c: dW, ldc: inFeatures)
+                    linearWeightGradient(outputGradient: dy, input: x, rows: rows, inFeatures: inFeatures,
+                                         outFeatures: outFeatures, weightGradient: dW)
                 }
             }
             if let slot = slots.bias {
@@ -385,8 +382,8 @@ final class FusedTrainingStep {
             if let dx {
                 // dx = dy · W (rows, inFeatures).
                 weight.value.withUnsafeBufferPointer { w in
-                    sgemm(transposeA: false, transposeB: false, m: rows, n: inFeatures, k: outFeatures,
-                          a: dy, lda: outFeatures, b: w.baseAddress!, ldb: inFeatures, c: dx, ldc: inFeatures)
+                    linearInputGradient(outputGradient: dy, weight: w.baseAddress!, rows: rows, inFeatures: inFeatures,
+                                        outFeatures: outFeatures, inputGradient: dx)
                 }
             }
         case let .batchNorm(layer, scratch):
