@@ -15,10 +15,11 @@ import Synchronization
 /// `sgemm` uses NormKit's own kernel, which computes the same products.
 ///
 /// OpenBLAS 0.3.21 (Debian 12) does not recognise recent Xeons and silently
-/// falls back to SSE3 kernels (5× slower). When `OPENBLAS_CORETYPE` is unset and
-/// the CPU has AVX-512 (F, DQ, BW, VL), NormKit sets it to `SkylakeX` before
-/// loading the library, so its AVX-512 kernels run; a value the user set wins.
-/// (The variable is visible to child processes too.)
+/// falls back to SSE3 kernels (5× slower). When the CPU has AVX-512 (F, DQ, BW,
+/// VL), NormKit loads the library with `OPENBLAS_CORETYPE=SkylakeX`, so its
+/// AVX-512 kernels run, and then restores the variable to what it was, so
+/// child processes and other libraries see the environment's own value.
+/// `NORMKIT_NO_OPENBLAS=1` keeps NormKit on its own kernels.
 public enum OpenBLAS {
     typealias SGEMM = @convention(c) (
         Int32, Int32, Int32, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32,
@@ -47,13 +48,9 @@ public enum OpenBLAS {
         return String(cString: name)
     }
 
-    /// Whether `.automatic` may use OpenBLAS: it is installed and its kernels
-    /// use the CPU's full vector width. An environment that sets
-    /// `OPENBLAS_CORETYPE=Haswell` on an AVX-512 machine (this project's
-    /// machines do, for NumPy) gets AVX2 kernels that were slower than NormKit's
-    /// own even on the small products where OpenBLAS otherwise wins (92 against
-    /// 48 µs at 32×784×64, Benchmarks/README.md); the user's choice stands for
-    /// OpenBLAS, and NormKit's products stay native.
+    /// Whether `.automatic` may use OpenBLAS: it is installed and runs kernels
+    /// as wide as the CPU's vectors (a build that cannot, say one too old to know
+    /// SkylakeX, would lose to NormKit's own AVX-512 kernel).
     public static let isPreferred: Bool = library != nil && kernelsUseFullWidth(cpuHasAVX512: cpuHasAVX512(), coreName: coreName)
 
     /// Whether OpenBLAS's kernel family `coreName` uses all the vector width the CPU has.
@@ -65,8 +62,18 @@ public enum OpenBLAS {
 
     private static func load() -> Library? {
         if getenvString("NORMKIT_NO_OPENBLAS") != nil { return nil }
-        if getenv("OPENBLAS_CORETYPE") == nil, cpuHasAVX512() {
-            setenv("OPENBLAS_CORETYPE", "SkylakeX", 0)
+        // OpenBLAS reads OPENBLAS_CORETYPE once, while it loads. Environments set it
+        // machine-wide for NumPy (this project's machines say Haswell), which would give
+        // NormKit AVX2 kernels on an AVX-512 CPU: the CNN's epoch took 13.4 s instead of
+        // 10.4. So NormKit loads its OpenBLAS with the kernels the CPU can run, then puts
+        // the variable back as it was for everything else (child processes, NumPy).
+        let previous = getenvString("OPENBLAS_CORETYPE")
+        let matching = cpuHasAVX512() ? "SkylakeX" : nil
+        if let matching { setenv("OPENBLAS_CORETYPE", matching, 1) }
+        defer {
+            if matching != nil {
+                if let previous { setenv("OPENBLAS_CORETYPE", previous, 1) } else { unsetenv("OPENBLAS_CORETYPE") }
+            }
         }
         guard let handle = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL),
               let sgemm = dlsym(handle, "cblas_sgemm") else { return nil }
