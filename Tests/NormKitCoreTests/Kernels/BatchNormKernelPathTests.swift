@@ -127,41 +127,8 @@ struct BatchNormKernelPathTests {
     @Test(arguments: layouts, splits)
     func backwardMatchesTheDefinitionOnEveryPath(layout: (Int, Int, Int), threads: Int?) {
         let (outer, channels, inner) = layout
-        let count = outer * channels * inner
-        let x = randomValues([count], in: -2...2, seed: 178).values.map { Float($0) }
-        let dy = randomValues([count], seed: 179).values.map { Float($0) }
-        let mean = randomValues([channels], in: -0.5...0.5, seed: 180).values.map { Float($0) }
-        let residual = randomValues([channels], in: -1e-3...1e-3, seed: 181).values.map { Float($0) }
-        let invstd = randomValues([channels], in: 0.5...2, seed: 182).values.map { Float($0) }
-        let gamma = randomValues([channels], in: 0.5...2, seed: 183).values.map { Float($0) }
-        var dx = [Float](repeating: .nan, count: count)
-        var dGamma = [Float](repeating: .nan, count: channels), dBeta = dGamma
-        x.withUnsafeBufferPointer { xp in
-            dy.withUnsafeBufferPointer { gp in
-                mean.withUnsafeBufferPointer { mp in
-                    invstd.withUnsafeBufferPointer { sp in
-                        gamma.withUnsafeBufferPointer { gammaPointer in
-                            residual.withUnsafeBufferPointer { rp in
-                                dx.withUnsafeMutableBufferPointer { dxp in
-                                    dGamma.withUnsafeMutableBufferPointer { dgp in
-                                        dBeta.withUnsafeMutableBufferPointer { dbp in
-                                            batchNormBackward(
-                                                input: xp, outputGradient: gp, outer: outer, channels: channels,
-                                                inner: inner, mean: mp, inverseStandardDeviation: sp, gamma: gammaPointer,
-                                                statisticsFromBatch: true, meanResidual: rp, inputGradient: dxp,
-                                                gammaGradient: dgp, betaGradient: dbp, threads: threads)
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let expected = BatchNormKernelTests().referenceBackward(
-            x: x, dy: dy, channelOf: x.indices.map { channelOf($0, channels: channels, inner: inner) }, mean: mean,
-            residual: residual, invstd: invstd, gamma: gamma, statisticsFromBatch: true)
+        let (dx, dGamma, dBeta, expected) = backwardAndItsReference(
+            outer: outer, channels: channels, inner: inner, statisticsFromBatch: true, threads: threads, firstSeed: 178)
         expectClose(dx, expected.dx, relative: 1e-5, absolute: 1e-5, "dx")
         expectClose(dGamma, expected.dGamma, relative: 1e-5, absolute: 1e-5, "dγ")
         expectClose(dBeta, expected.dBeta, relative: 1e-6, absolute: 1e-6, "dβ")

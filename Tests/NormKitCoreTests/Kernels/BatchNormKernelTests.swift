@@ -117,41 +117,8 @@ struct BatchNormKernelTests {
     @Test(arguments: layouts, [false, true])
     func backwardMatchesTheDefinitionInDouble(layout: (Int, Int, Int), statisticsFromBatch: Bool) {
         let (outer, channelCount, inner) = layout
-        let count = outer * channelCount * inner
-        let x = randomValues([count], in: -2...2, seed: 159).values.map { Float($0) }
-        let dy = randomValues([count], seed: 160).values.map { Float($0) }
-        let mean = randomValues([channelCount], in: -0.5...0.5, seed: 161).values.map { Float($0) }
-        let residual = randomValues([channelCount], in: -1e-3...1e-3, seed: 162).values.map { Float($0) }
-        let invstd = randomValues([channelCount], in: 0.5...2, seed: 163).values.map { Float($0) }
-        let gamma = randomValues([channelCount], in: 0.5...2, seed: 164).values.map { Float($0) }
-        var dx = [Float](repeating: .nan, count: count)
-        var dGamma = [Float](repeating: .nan, count: channelCount), dBeta = dGamma
-        x.withUnsafeBufferPointer { xp in
-            dy.withUnsafeBufferPointer { gp in
-                mean.withUnsafeBufferPointer { mp in
-                    invstd.withUnsafeBufferPointer { sp in
-                        gamma.withUnsafeBufferPointer { gammaPointer in
-                            residual.withUnsafeBufferPointer { rp in
-                                dx.withUnsafeMutableBufferPointer { dxp in
-                                    dGamma.withUnsafeMutableBufferPointer { dgp in
-                                        dBeta.withUnsafeMutableBufferPointer { dbp in
-                                            batchNormBackward(
-                                                input: xp, outputGradient: gp, outer: outer, channels: channelCount,
-                                                inner: inner, mean: mp, inverseStandardDeviation: sp, gamma: gammaPointer,
-                                                statisticsFromBatch: statisticsFromBatch, meanResidual: rp,
-                                                inputGradient: dxp, gammaGradient: dgp, betaGradient: dbp)
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let expected = referenceBackward(
-            x: x, dy: dy, channelOf: channels(outer: outer, channels: channelCount, inner: inner), mean: mean,
-            residual: residual, invstd: invstd, gamma: gamma, statisticsFromBatch: statisticsFromBatch)
+        let (dx, dGamma, dBeta, expected) = backwardAndItsReference(
+            outer: outer, channels: channelCount, inner: inner, statisticsFromBatch: statisticsFromBatch, firstSeed: 159)
         expectClose(dx, expected.dx, relative: 1e-5, absolute: 1e-6, "dx")
         expectClose(dGamma, expected.dGamma, relative: 1e-5, absolute: 1e-6, "dγ")
         expectClose(dBeta, expected.dBeta, relative: 1e-6, absolute: 1e-6, "dβ")
@@ -187,4 +154,47 @@ struct BatchNormKernelTests {
         expectClose(betaGradient, expected.dBeta, relative: 1e-6, absolute: 1e-6, "dβ")
         expectClose(gammaGradient, expected.dGamma, relative: 1e-6, absolute: 1e-6, "dγ")
     }
+}
+
+/// `batchNormBackward` on random (outer, channels, inner) inputs drawn from seeds
+/// `firstSeed`…`firstSeed + 5`, next to `referenceBackward` on the same inputs.
+func backwardAndItsReference(outer: Int, channels: Int, inner: Int, statisticsFromBatch: Bool, threads: Int? = nil,
+                             firstSeed: UInt64)
+    -> (dx: [Float], dGamma: [Float], dBeta: [Float], expected: (dx: [Double], dGamma: [Double], dBeta: [Double])) {
+    let count = outer * channels * inner
+    let x = randomValues([count], in: -2...2, seed: firstSeed).values.map { Float($0) }
+    let dy = randomValues([count], seed: firstSeed + 1).values.map { Float($0) }
+    let mean = randomValues([channels], in: -0.5...0.5, seed: firstSeed + 2).values.map { Float($0) }
+    let residual = randomValues([channels], in: -1e-3...1e-3, seed: firstSeed + 3).values.map { Float($0) }
+    let invstd = randomValues([channels], in: 0.5...2, seed: firstSeed + 4).values.map { Float($0) }
+    let gamma = randomValues([channels], in: 0.5...2, seed: firstSeed + 5).values.map { Float($0) }
+    var dx = [Float](repeating: .nan, count: count)
+    var dGamma = [Float](repeating: .nan, count: channels), dBeta = dGamma
+    x.withUnsafeBufferPointer { xp in
+        dy.withUnsafeBufferPointer { gp in
+            mean.withUnsafeBufferPointer { mp in
+                invstd.withUnsafeBufferPointer { sp in
+                    gamma.withUnsafeBufferPointer { gammaPointer in
+                        residual.withUnsafeBufferPointer { rp in
+                            dx.withUnsafeMutableBufferPointer { dxp in
+                                dGamma.withUnsafeMutableBufferPointer { dgp in
+                                    dBeta.withUnsafeMutableBufferPointer { dbp in
+                                        batchNormBackward(
+                                            input: xp, outputGradient: gp, outer: outer, channels: channels,
+                                            inner: inner, mean: mp, inverseStandardDeviation: sp, gamma: gammaPointer,
+                                            statisticsFromBatch: statisticsFromBatch, meanResidual: rp,
+                                            inputGradient: dxp, gammaGradient: dgp, betaGradient: dbp, threads: threads)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let expected = BatchNormKernelTests().referenceBackward(
+        x: x, dy: dy, channelOf: x.indices.map { ($0 / inner) % channels }, mean: mean,
+        residual: residual, invstd: invstd, gamma: gamma, statisticsFromBatch: statisticsFromBatch)
+    return (dx, dGamma, dBeta, (expected.dx, expected.dGamma, expected.dBeta))
 }
