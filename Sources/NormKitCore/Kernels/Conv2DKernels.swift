@@ -202,6 +202,45 @@ private func _foldKeepingRowWidth(col: UnsafeMutablePointer<Float>, geometry g: 
     }
 }
 
+/// One row of the unfolded matrix: the tap (i, j) of one input channel, as
+/// `_forEachUnfoldedRow` hands it out.
+private struct _UnfoldedRow {
+    /// The row in col: oH·oW values, one per output position.
+    let line: UnsafeMutablePointer<Float>
+    /// Offset of the channel's plane in the image.
+    let planeOffset: Int
+    /// The vertical tap, and the output rows / columns whose input position lies inside the image.
+    let i: Int
+    let rows: Range<Int>, columns: Range<Int>
+    /// Input column of output column 0 for this tap (before the stride).
+    let columnOffset: Int
+}
+
+/// Calls `body` for every row of the unfolded matrix of one image, in col's order
+/// (channel, then tap row i, then tap column j): the walk that `conv2DUnfold` and
+/// its adjoint `conv2DFold` share.
+@inline(__always)
+private func _forEachUnfoldedRow(geometry g: Conv2DGeometry, col: UnsafeMutablePointer<Float>,
+                                 _ body: (_UnfoldedRow) -> Void) {
+    let w = g.window
+    let (height, width) = (w.inputSize.height, w.inputSize.width)
+    let (outHeight, outWidth) = (w.outputSize.height, w.outputSize.width)
+    var line = col
+    for channel in 0..<g.inChannels {
+        for i in 0..<w.window.height {
+            let rows = SlidingWindow.validOutputRange(input: height, output: outHeight, stride: w.stride.height,
+                                                      padding: w.padding.height, dilation: w.dilation.height, tap: i)
+            for j in 0..<w.window.width {
+                let columns = SlidingWindow.validOutputRange(input: width, output: outWidth, stride: w.stride.width,
+                                                             padding: w.padding.width, dilation: w.dilation.width, tap: j)
+                body(_UnfoldedRow(line: line, planeOffset: channel * height * width, i: i, rows: rows, columns: columns,
+                                  columnOffset: j * w.dilation.width - w.padding.width))
+                line += outHeight * outWidth
+            }
+        }
+    }
+}
+
 /// Unfolds one image (inChannels, H, W) into col (inChannels·kH·kW, oH·oW), zero in the padding.
 func conv2DUnfold(image: UnsafePointer<Float>, geometry g: Conv2DGeometry, col: UnsafeMutablePointer<Float>) {
     if g.keepsRowWidth {
@@ -209,36 +248,25 @@ func conv2DUnfold(image: UnsafePointer<Float>, geometry g: Conv2DGeometry, col: 
         return
     }
     let w = g.window
-    let (height, width) = (w.inputSize.height, w.inputSize.width)
-    let (outHeight, outWidth) = (w.outputSize.height, w.outputSize.width)
-    var row = col
-    for channel in 0..<g.inChannels {
-        let plane = image + channel * height * width
-        for i in 0..<w.window.height {
-            let rows = SlidingWindow.validOutputRange(input: height, output: outHeight, stride: w.stride.height,
-                                                      padding: w.padding.height, dilation: w.dilation.height, tap: i)
-            for j in 0..<w.window.width {
-                let columns = SlidingWindow.validOutputRange(input: width, output: outWidth, stride: w.stride.width,
-                                                             padding: w.padding.width, dilation: w.dilation.width, tap: j)
-                let columnOffset = j * w.dilation.width - w.padding.width
-                for outRow in 0..<outHeight {
-                    let line = row + outRow * outWidth
-                    guard rows.contains(outRow), !columns.isEmpty else {
-                        _zeroShort(line, count: outWidth)
-                        continue
-                    }
-                    let source = plane + (outRow * w.stride.height - w.padding.height + i * w.dilation.height) * width
-                    _zeroShort(line, count: columns.lowerBound)
-                    if w.stride.width == 1 {
-                        _copyShort(source + columns.lowerBound + columnOffset, to: line + columns.lowerBound,
-                                   count: columns.count)
-                    } else {
-                        for outColumn in columns { line[outColumn] = source[outColumn * w.stride.width + columnOffset] }
-                    }
-                    _zeroShort(line + columns.upperBound, count: outWidth - columns.upperBound)
-                }
-                row += outHeight * outWidth
+    let width = w.inputSize.width, (outHeight, outWidth) = (w.outputSize.height, w.outputSize.width)
+    _forEachUnfoldedRow(geometry: g, col: col) { tap in
+        let columns = tap.columns
+        for outRow in 0..<outHeight {
+            let line = tap.line + outRow * outWidth
+            guard tap.rows.contains(outRow), !columns.isEmpty else {
+                _zeroShort(line, count: outWidth)
+                continue
             }
+            let source = image + tap.planeOffset
+                + (outRow * w.stride.height - w.padding.height + tap.i * w.dilation.height) * width
+            _zeroShort(line, count: columns.lowerBound)
+            if w.stride.width == 1 {
+                _copyShort(source + columns.lowerBound + tap.columnOffset, to: line + columns.lowerBound,
+                           count: columns.count)
+            } else {
+                for outColumn in columns { line[outColumn] = source[outColumn * w.stride.width + tap.columnOffset] }
+            }
+            _zeroShort(line + columns.upperBound, count: outWidth - columns.upperBound)
         }
     }
 }
@@ -252,29 +280,19 @@ func conv2DFold(col: UnsafeMutablePointer<Float>, geometry g: Conv2DGeometry, im
         return
     }
     let w = g.window
-    let (height, width) = (w.inputSize.height, w.inputSize.width)
-    let (outHeight, outWidth) = (w.outputSize.height, w.outputSize.width)
-    var row = col
-    for channel in 0..<g.inChannels {
-        let plane = image + channel * height * width
-        for i in 0..<w.window.height {
-            let rows = SlidingWindow.validOutputRange(input: height, output: outHeight, stride: w.stride.height,
-                                                      padding: w.padding.height, dilation: w.dilation.height, tap: i)
-            for j in 0..<w.window.width {
-                let columns = SlidingWindow.validOutputRange(input: width, output: outWidth, stride: w.stride.width,
-                                                             padding: w.padding.width, dilation: w.dilation.width, tap: j)
-                let columnOffset = j * w.dilation.width - w.padding.width
-                for outRow in rows where !columns.isEmpty {
-                    let line = row + outRow * outWidth
-                    let target = plane + (outRow * w.stride.height - w.padding.height + i * w.dilation.height) * width
-                    if w.stride.width == 1 {
-                        _addShort(line + columns.lowerBound, onto: target + columnOffset + columns.lowerBound,
-                                  count: columns.count)
-                    } else {
-                        for outColumn in columns { target[outColumn * w.stride.width + columnOffset] += line[outColumn] }
-                    }
-                }
-                row += outHeight * outWidth
+    let width = w.inputSize.width, outWidth = w.outputSize.width
+    _forEachUnfoldedRow(geometry: g, col: col) { tap in
+        let columns = tap.columns
+        guard !columns.isEmpty else { return }
+        for outRow in tap.rows {
+            let line = tap.line + outRow * outWidth
+            let target = image + tap.planeOffset
+                + (outRow * w.stride.height - w.padding.height + tap.i * w.dilation.height) * width
+            if w.stride.width == 1 {
+                _addShort(line + columns.lowerBound, onto: target + tap.columnOffset + columns.lowerBound,
+                          count: columns.count)
+            } else {
+                for outColumn in columns { target[outColumn * w.stride.width + tap.columnOffset] += line[outColumn] }
             }
         }
     }
