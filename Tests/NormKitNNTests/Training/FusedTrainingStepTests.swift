@@ -166,3 +166,91 @@ struct FusedTrainingStepTests {
         }
     }
 }
+
+/// A batch-norm setup `fit` may meet, the model built fresh for each run, and
+/// whether the fused step takes it (false: it must fall back to the general step).
+struct FusedBatchNormSetup: CustomTestStringConvertible, Sendable {
+    let name: String
+    let takesFusedStep: Bool
+    let build: @Sendable () -> Sequential
+    var testDescription: String { name }
+
+    static let all: [FusedBatchNormSetup] = [
+        .init(name: "frozen (running statistics, no updates, fixed γ/β)", takesFusedStep: false) {
+            setupModel { let bn = BatchNorm1d(8); bn.freeze(); return bn }
+        },
+        .init(name: "statistics = .running", takesFusedStep: false) {
+            setupModel { let bn = BatchNorm1d(8); bn.statistics = .running; return bn }
+        },
+        .init(name: "Batch Renormalization", takesFusedStep: false) {
+            setupModel { BatchNorm1d(8, renormalization: .constant(rMax: 1.5, dMax: 0.5)) }
+        },
+        .init(name: "followed by Dropout", takesFusedStep: false) {
+            Sequential {
+                makeLinear(5, 8, seed: 80); BatchNorm1d(8); ReLU()
+                Dropout(0.3, generator: SeededGenerator(seed: 81)); makeLinear(8, 3, seed: 82)
+            }
+        },
+        .init(name: "runningStatisticsUpdates = .never", takesFusedStep: true) {
+            setupModel { let bn = BatchNorm1d(8); bn.runningStatisticsUpdates = .never; return bn }
+        },
+        .init(name: "γ and β not trainable", takesFusedStep: true) {
+            setupModel { let bn = BatchNorm1d(8); bn.areAffineParametersTrainable = false; return bn }
+        },
+        .init(name: "no running statistics, not affine", takesFusedStep: true) {
+            setupModel { BatchNorm1d(8, affine: false, tracksRunningStatistics: false) }
+        },
+        .init(name: "statistics = .batch", takesFusedStep: true) {
+            setupModel { let bn = BatchNorm1d(8); bn.statistics = .batch; return bn }
+        },
+        .init(name: "lazily built Linear (Dense) and channels-last BatchNormalization", takesFusedStep: true) {
+            Sequential {
+                Linear(outFeatures: 8, generator: SeededGenerator(seed: 80)); BatchNormalization(); ReLU()
+                Linear(outFeatures: 3, generator: SeededGenerator(seed: 82))
+            }
+        },
+    ]
+}
+
+/// Linear(5, 8) → `norm` → ReLU → Linear(8, 3), from fixed seeds.
+private func setupModel(_ norm: () -> BatchNorm) -> Sequential {
+    Sequential { makeLinear(5, 8, seed: 80); norm(); ReLU(); makeLinear(8, 3, seed: 82) }
+}
+
+/// Every state-dict entry as Float values (integer counters converted), by name.
+private func flatState(_ model: Module) -> [String: [Float]] {
+    model.stateDict().mapValues {
+        switch $0 {
+        case .float(let tensor): tensor.scalars
+        case .integer(let values, _): values.map(Float.init)
+        }
+    }
+}
+
+@Suite("Fused training step: batch-norm options")
+struct FusedTrainingStepOptionTests {
+    @Test("each option is either run by the fused step or left to the general step, and fit ends bitwise the same",
+          arguments: FusedBatchNormSetup.all)
+    func optionTrainsAsTheGeneralStep(_ setup: FusedBatchNormSetup) throws {
+        let data = threeClassData(seed: 9)
+        // Dense layers are lazy: build as fit does before asking whether the fused step applies.
+        let probe = setup.build()
+        _ = probe.build(inputShape: [8, 5])
+        probe.setMode(.training)
+        let step = FusedTrainingStep(model: probe, loss: CrossEntropyLoss(), featureShape: [5], capacity: 8)
+        #expect((step != nil) == setup.takesFusedStep)
+
+        func run(fused: Bool) throws -> (state: [String: [Float]], history: History) {
+            let model = setup.build()
+            model.allowsFusedTrainingStep = fused
+            model.compile(optimizer: Adam(learningRate: 0.05), loss: CrossEntropyLoss(), metrics: [.accuracy])
+            let history = try model.fit(data, epochs: 2, batchSize: 8, generator: SeededGenerator(seed: 10),
+                                        progress: .silent)
+            return (flatState(model), history)
+        }
+        let fused = try run(fused: true), general = try run(fused: false)
+        #expect(fused.state == general.state)
+        #expect(fused.history.loss == general.history.loss)
+        #expect(fused.history.accuracy == general.history.accuracy)
+    }
+}
