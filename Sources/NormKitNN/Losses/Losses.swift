@@ -60,19 +60,19 @@ public func crossEntropy(logits: Tensor, labels: [Int]) -> Tensor {
     let (rows, classes) = checkLabels(logits, labels, "crossEntropy")
     DoubleSoftmaxDetector.check(logits)
     var logProbabilities = [Float](repeating: 0, count: rows * classes)
-    logits.withUnsafeBufferPointer { x in
+    let total = logits.withUnsafeBufferPointer { x in
         logProbabilities.withUnsafeMutableBufferPointer { y in
-            softmaxForward(x, rows: rows, classes: classes, logarithm: true, output: y)
+            crossEntropyForward(logits: x, rows: rows, classes: classes, label: { labels[$0] }, logProbabilities: y)
         }
     }
-    var total = 0.0
-    for (row, label) in labels.enumerated() { total -= Double(logProbabilities[row * classes + label]) }
     var loss = Tensor(scalar: Float(total / Double(max(rows, 1))))
     loss.record("crossEntropy", inputs: [logits]) { g in
         let scale = g.scalar / Float(rows)
         return [Tensor(shape: [rows, classes]) { dx in
-            for i in 0..<rows * classes { dx[i] = _exp(logProbabilities[i]) * scale }
-            for (row, label) in labels.enumerated() { dx[row * classes + label] -= scale }
+            logProbabilities.withUnsafeBufferPointer { logProbabilities in
+                crossEntropyBackward(logProbabilities: logProbabilities, rows: rows, classes: classes,
+                                     label: { labels[$0] }, scale: scale, logitsGradient: dx.baseAddress!)
+            }
         }]
     }
     return loss
@@ -90,32 +90,73 @@ public func sparseCategoricalCrossentropy(probabilities: Tensor, labels: [Int], 
     var rowSums = [Float](repeating: 0, count: rows)
     var total = 0.0
     var clipped = [Bool](repeating: false, count: rows)
-    for row in 0..<rows {
-        var s: Float = 0
-        for j in 0..<classes { s += p[row * classes + j] }
-        rowSums[row] = s
-        let q = p[row * classes + labels[row]] / s
-        let bounded = min(max(q, epsilon), 1 - epsilon)
-        clipped[row] = bounded != q
-        total -= Double(_log(bounded))
+    p.withUnsafeBufferPointer { p in
+        for row in 0..<rows {
+            let terms = sparseCategoricalCrossentropyRow(p.baseAddress! + row * classes, classes: classes,
+                                                         label: labels[row], epsilon: epsilon)
+            rowSums[row] = terms.sum
+            clipped[row] = terms.clipped
+            total += terms.loss
+        }
     }
     var loss = Tensor(scalar: Float(total / Double(max(rows, 1))))
     loss.record("sparseCategoricalCrossentropy", inputs: [probabilities]) { g in
         let scale = g.scalar / Float(rows)
         return [Tensor(shape: [rows, classes]) { dx in
-            for row in 0..<rows {
-                let base = row * classes
-                if clipped[row] {
-                    for j in 0..<classes { dx[base + j] = 0 }
-                    continue
+            p.withUnsafeBufferPointer { p in
+                for row in 0..<rows {
+                    sparseCategoricalCrossentropyRowGradient(
+                        p.baseAddress! + row * classes, classes: classes, label: labels[row], sum: rowSums[row],
+                        clipped: clipped[row], scale: scale, into: dx.baseAddress! + row * classes)
                 }
-                let inverseSum = 1 / rowSums[row]
-                for j in 0..<classes { dx[base + j] = scale * inverseSum }
-                dx[base + labels[row]] -= scale / p[base + labels[row]]
             }
         }]
     }
     return loss
+}
+
+// MARK: Kernels shared with FusedTrainingStep (which runs them on its own buffers)
+
+/// Fills `logProbabilities` (rows·classes) with log softmax of `logits` and
+/// returns −Σ_rows log p[label(row)], accumulated in Double.
+func crossEntropyForward(logits: UnsafeBufferPointer<Float>, rows: Int, classes: Int, label: (Int) -> Int,
+                         logProbabilities: UnsafeMutableBufferPointer<Float>) -> Double {
+    softmaxForward(logits, rows: rows, classes: classes, logarithm: true, output: logProbabilities)
+    var total = 0.0
+    for row in 0..<rows { total -= Double(logProbabilities[row * classes + label(row)]) }
+    return total
+}
+
+/// (softmax − onehot)·`scale` (rows, classes): the gradient of `scale` times the
+/// summed cross-entropy with respect to the logits, from `crossEntropyForward`'s log-probabilities.
+func crossEntropyBackward(logProbabilities: UnsafeBufferPointer<Float>, rows: Int, classes: Int, label: (Int) -> Int,
+                          scale: Float, logitsGradient: UnsafeMutablePointer<Float>) {
+    for i in 0..<rows * classes { logitsGradient[i] = _exp(logProbabilities[i]) * scale }
+    for row in 0..<rows { logitsGradient[row * classes + label(row)] -= scale }
+}
+
+/// One row `p` of `classes` probabilities: its sum s, −log of q = p[label]/s
+/// clipped to [ε, 1 − ε], and whether the clip is active.
+func sparseCategoricalCrossentropyRow(_ p: UnsafePointer<Float>, classes: Int, label: Int,
+                                      epsilon: Float) -> (sum: Float, loss: Double, clipped: Bool) {
+    var sum: Float = 0
+    for j in 0..<classes { sum += p[j] }
+    let q = p[label] / sum
+    let bounded = min(max(q, epsilon), 1 - epsilon)
+    return (sum, -Double(_log(bounded)), bounded != q)
+}
+
+/// That row's loss gradient times `scale` into `dp`: (1/s − δ_label/p[label])·scale,
+/// or 0 where the clip is active (the loss is constant there).
+func sparseCategoricalCrossentropyRowGradient(_ p: UnsafePointer<Float>, classes: Int, label: Int, sum: Float,
+                                              clipped: Bool, scale: Float, into dp: UnsafeMutablePointer<Float>) {
+    if clipped {
+        for j in 0..<classes { dp[j] = 0 }
+        return
+    }
+    let inverseSum = 1 / sum
+    for j in 0..<classes { dp[j] = scale * inverseSum }
+    dp[label] -= scale / p[label]
 }
 
 /// Notices when a loss that applies softmax receives probabilities.

@@ -110,7 +110,7 @@ final class FusedTrainingStep {
     /// `gradients[i]`: the loss's gradient with respect to `values[i]` (i ≥ 1).
     private let gradients: [UnsafeMutablePointer<Float>]
     private let labels: UnsafeMutableBufferPointer<Int32>
-    /// Log-probabilities (logits rule) or row sums (probabilities rule).
+    /// Log-probabilities (logits rule; unused by the probabilities rule).
     private let lossScratch: UnsafeMutablePointer<Float>
     /// Per stage: the indices in `parameterGradients` of its weight and bias (or γ and β).
     private let parameterSlots: [(weight: Int?, bias: Int?)]
@@ -310,30 +310,21 @@ final class FusedTrainingStep {
         let output = values[stages.count], gradient = gradients[stages.count]
         let scale = 1 / Float(rows)
         var total = 0.0
+        let labels = labels
         switch lossRule {
         case .logits:
-            let logProbabilities = lossScratch
-            softmaxForward(UnsafeBufferPointer(start: output, count: rows * classes), rows: rows, classes: classes,
-                           logarithm: true, output: UnsafeMutableBufferPointer(start: logProbabilities, count: rows * classes))
-            for row in 0..<rows { total -= Double(logProbabilities[row * classes + Int(labels[row])]) }
-            for i in 0..<rows * classes { gradient[i] = _exp(logProbabilities[i]) * scale }
-            for row in 0..<rows { gradient[row * classes + Int(labels[row])] -= scale }
+            let logProbabilities = UnsafeMutableBufferPointer(start: lossScratch, count: rows * classes)
+            total = crossEntropyForward(logits: UnsafeBufferPointer(start: output, count: rows * classes), rows: rows,
+                                        classes: classes, label: { Int(labels[$0]) }, logProbabilities: logProbabilities)
+            crossEntropyBackward(logProbabilities: UnsafeBufferPointer(logProbabilities), rows: rows, classes: classes,
+                                 label: { Int(labels[$0]) }, scale: scale, logitsGradient: gradient)
         case .probabilities(let epsilon):
             for row in 0..<rows {
-                let p = output + row * classes, dp = gradient + row * classes
-                let label = Int(labels[row])
-                var sum: Float = 0
-                for j in 0..<classes { sum += p[j] }
-                let q = p[label] / sum
-                let bounded = min(max(q, epsilon), 1 - epsilon)
-                total -= Double(_log(bounded))
-                if bounded != q {
-                    for j in 0..<classes { dp[j] = 0 }
-                    continue
-                }
-                let inverseSum = 1 / sum
-                for j in 0..<classes { dp[j] = scale * inverseSum }
-                dp[label] -= scale / p[label]
+                let p = output + row * classes, label = Int(labels[row])
+                let terms = sparseCategoricalCrossentropyRow(p, classes: classes, label: label, epsilon: epsilon)
+                total += terms.loss
+                sparseCategoricalCrossentropyRowGradient(p, classes: classes, label: label, sum: terms.sum,
+                                                         clipped: terms.clipped, scale: scale, into: gradient + row * classes)
             }
         }
         return Float(total / Double(max(rows, 1)))
