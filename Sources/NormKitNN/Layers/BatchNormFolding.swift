@@ -5,7 +5,7 @@ import NormKitCore
 // In inference a batch norm is a per-feature affine map,
 // y ↦ y·s + t with s = γ/√(running variance + ε) and t = β − running mean·s.
 // When the layer before it is affine in its output features (Linear, and
-// Conv2D once it exists), the map can be moved into that layer's weights:
+// Conv2D), the map can be moved into that layer's weights:
 // for Linear, W' = diag(s)·W and b' = (b − μ)·s + β = b·s + t. The folded model
 // computes the same outputs with one layer fewer.
 
@@ -20,6 +20,20 @@ public struct PerFeatureAffineMap: Sendable, Equatable {
         precondition(scale.count == shift.count, "PerFeatureAffineMap: \(scale.count) scales, \(shift.count) shifts")
         self.scale = scale
         self.shift = shift
+    }
+}
+
+extension PerFeatureAffineMap {
+    /// The weights and bias of a layer whose weight has the output features on its
+    /// first axis (Linear's (out, in), Conv2D's (out, in/groups, kH, kW)), with this
+    /// map folded in: W' = scale·W per output feature, b' = b·scale + shift (b = 0
+    /// without a bias), computed in Double and rounded once.
+    func folded(intoWeight weight: Tensor, bias: Tensor?) -> (weight: Tensor, bias: Tensor) {
+        let features = scale.count, perFeature = weight.scalarCount / features
+        let oldWeight = weight.scalars, oldBias = bias?.scalars
+        let newWeight = oldWeight.indices.map { Float(Double(oldWeight[$0]) * scale[$0 / perFeature]) }
+        let newBias = (0..<features).map { Float(Double(oldBias?[$0] ?? 0) * scale[$0] + shift[$0]) }
+        return (Tensor(newWeight, shape: weight.shape), Tensor(newBias))
     }
 }
 
@@ -115,7 +129,7 @@ extension BatchNormFoldable {
 
 extension Sequential {
     /// An inference model with every batch norm that directly follows a
-    /// `BatchNormFoldable` layer (Linear; Conv2D once it exists) folded into it.
+    /// `BatchNormFoldable` layer (Linear, Conv2D) folded into it.
     ///
     /// The outputs equal this model's in inference up to Float rounding (the
     /// folded weights are computed in Double and rounded once). Nested

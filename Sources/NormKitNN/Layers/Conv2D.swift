@@ -105,15 +105,8 @@ extension Conv2D: BatchNormFoldable {
     public func folding(_ map: PerFeatureAffineMap) -> Module {
         precondition(map.scale.count == outChannels,
                      "\(description): cannot fold a map of \(map.scale.count) features into \(outChannels) channels")
-        let perChannel = weight.value.scalarCount / outChannels
-        let oldWeight = weight.value.scalars
-        let oldBias = bias?.value.scalars ?? [Float](repeating: 0, count: outChannels)
-        let newWeight: [Float] = oldWeight.indices.map { i in Float(Double(oldWeight[i]) * map.scale[i / perChannel]) }
-        var newBias = [Float](repeating: 0, count: outChannels)
-        for channel in 0..<outChannels {
-            newBias[channel] = Float(Double(oldBias[channel]) * map.scale[channel] + map.shift[channel])
-        }
-        return Conv2D(configuredAs: self, weight: Tensor(newWeight, shape: weight.value.shape), bias: Tensor(newBias))
+        let folded = map.folded(intoWeight: weight.value, bias: bias?.value)
+        return Conv2D(configuredAs: self, weight: folded.weight, bias: folded.bias)
     }
 }
 

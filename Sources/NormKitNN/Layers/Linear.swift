@@ -88,14 +88,10 @@ extension Linear: BatchNormFoldable {
     /// A new Linear with W' = diag(s)·W and b' = b·s + t (computed in Double,
     /// rounded once); it always has a bias, since t is not 0 in general.
     public func folding(_ map: PerFeatureAffineMap) -> Module {
-        let w = weight!.value
         precondition(map.scale.count == outFeatures,
                      "\(description): cannot fold a map of \(map.scale.count) features into \(outFeatures) outputs")
-        let columns = w.shape[1]
-        let oldWeight = w.scalars, oldBias = bias?.value.scalars
-        let newWeight = (0..<oldWeight.count).map { Float(Double(oldWeight[$0]) * map.scale[$0 / columns]) }
-        let newBias = (0..<outFeatures).map { Float(Double(oldBias?[$0] ?? 0) * map.scale[$0] + map.shift[$0]) }
-        return Linear(weight: Tensor(newWeight, shape: w.shape), bias: Tensor(newBias))
+        let folded = map.folded(intoWeight: weight!.value, bias: bias?.value)
+        return Linear(weight: folded.weight, bias: folded.bias)
     }
 }
 
