@@ -191,11 +191,32 @@ final class FusedTrainingStep {
         labels.deallocate()
     }
 
+    /// Whether the layers are still set up as when this step was built. A callback
+    /// may change them during `fit` (`freeze()` a batch norm, make a parameter
+    /// non-trainable); the fused step then stands aside for the general one.
+    private var layersUnchanged: Bool {
+        func matches(_ parameter: Parameter?, _ slot: Int?) -> Bool { (parameter?.isTrainable ?? false) == (slot != nil) }
+        for (stage, slots) in zip(stages, parameterSlots) {
+            switch stage {
+            case let .linear(weight, bias, _, _):
+                guard matches(weight, slots.weight), matches(bias, slots.bias) else { return false }
+            case let .batchNorm(layer, _):
+                guard layer.usesBatchStatistics, matches(layer.weight, slots.weight), matches(layer.bias, slots.bias)
+                else { return false }
+            case .relu, .softmax:
+                continue
+            }
+        }
+        return true
+    }
+
     /// One training step on the examples of `data` at `indices` (at most `capacity`):
     /// forward, loss, `optimizer.zeroGrad()`, backward, `optimizer.step()` — the
     /// order `fit`'s general step uses. Returns the batch's mean loss and how
-    /// many arg-max predictions equal the label.
-    func step(_ data: some BatchSource, indices: ArraySlice<Int>, optimizer: any Optimizer) throws -> (loss: Float, correct: Int) {
+    /// many arg-max predictions equal the label, or nil (nothing done) when the
+    /// layers no longer are what the step was built for.
+    func step(_ data: some BatchSource, indices: ArraySlice<Int>, optimizer: any Optimizer) throws -> (loss: Float, correct: Int)? {
+        guard layersUnchanged else { return nil }
         let rows = indices.count
         precondition(rows >= 1 && rows <= capacity, "FusedTrainingStep: \(rows) examples for a capacity of \(capacity)")
         data.fillBatch(indices: indices, features: UnsafeMutableBufferPointer(start: values[0], count: rows * widths[0]),
