@@ -30,10 +30,13 @@ public enum ScratchBuffers {
 
     private static func borrow(count: Int) -> Block {
         let reused: Block? = idle.withLock { blocks in
-            // The smallest idle block that is large enough.
-            guard let index = blocks.indices.filter({ blocks[$0].count >= count })
-                .min(by: { blocks[$0].count < blocks[$1].count }) else { return nil }
-            return blocks.remove(at: index)
+            // The smallest idle block that is large enough, found in one pass: the
+            // pool exists so that a step does not allocate, so its lookup must not either.
+            var best: Int? = nil
+            for index in blocks.indices where blocks[index].count >= count {
+                if best.map({ blocks[index].count < blocks[$0].count }) ?? true { best = index }
+            }
+            return best.map { blocks.remove(at: $0) }
         }
         return reused ?? Block(count: count)
     }
