@@ -43,16 +43,6 @@ enum _BatchNormTuning {
 // MARK: - SIMD helpers
 
 @inline(__always)
-private func _load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-}
-
-@inline(__always)
-private func _store16(_ value: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD16<Float>.self)
-}
-
-@inline(__always)
 private func _load8(_ p: UnsafePointer<Double>) -> SIMD8<Double> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Double>.self)
 }

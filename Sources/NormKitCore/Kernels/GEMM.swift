@@ -197,15 +197,6 @@ private func _packA(_ op: _GEMMOperands, rowStart: Int, rows: Int, depthStart: I
     }
 }
 
-@inline(__always)
-private func _fma(_ accumulator: SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
-    #if NativeCPU
-    return accumulator.addingProduct(a, b)
-    #else
-    return accumulator + a * b
-    #endif
-}
-
 /// C[0..<rows, 0..<columns] += alpha · Apanel · Bpanel over `depth`.
 /// The twelve accumulators live in named locals so they stay in registers.
 @inline(__always)
@@ -223,14 +214,14 @@ private func _microKernel(depth: Int, aPanel: UnsafePointer<Float>, bPanel: Unsa
         let b1 = bRaw.loadUnaligned(fromByteOffset: d * 128 + 64, as: SIMD16<Float>.self)
         let a = aPanel + d * 6
         let a0 = SIMD16<Float>(repeating: a[0]), a1 = SIMD16<Float>(repeating: a[1])
-        c00 = _fma(c00, a0, b0); c01 = _fma(c01, a0, b1)
-        c10 = _fma(c10, a1, b0); c11 = _fma(c11, a1, b1)
+        c00 = _fusedMultiplyAdd(c00, a0, b0); c01 = _fusedMultiplyAdd(c01, a0, b1)
+        c10 = _fusedMultiplyAdd(c10, a1, b0); c11 = _fusedMultiplyAdd(c11, a1, b1)
         let a2 = SIMD16<Float>(repeating: a[2]), a3 = SIMD16<Float>(repeating: a[3])
-        c20 = _fma(c20, a2, b0); c21 = _fma(c21, a2, b1)
-        c30 = _fma(c30, a3, b0); c31 = _fma(c31, a3, b1)
+        c20 = _fusedMultiplyAdd(c20, a2, b0); c21 = _fusedMultiplyAdd(c21, a2, b1)
+        c30 = _fusedMultiplyAdd(c30, a3, b0); c31 = _fusedMultiplyAdd(c31, a3, b1)
         let a4 = SIMD16<Float>(repeating: a[4]), a5 = SIMD16<Float>(repeating: a[5])
-        c40 = _fma(c40, a4, b0); c41 = _fma(c41, a4, b1)
-        c50 = _fma(c50, a5, b0); c51 = _fma(c51, a5, b1)
+        c40 = _fusedMultiplyAdd(c40, a4, b0); c41 = _fusedMultiplyAdd(c41, a4, b1)
+        c50 = _fusedMultiplyAdd(c50, a5, b0); c51 = _fusedMultiplyAdd(c51, a5, b1)
     }
     let scale = SIMD16<Float>(repeating: alpha)
     @inline(__always) func store(_ row: Int, _ left: SIMD16<Float>, _ right: SIMD16<Float>) {

@@ -59,20 +59,6 @@ public func linearInputGradient(outputGradient dy: UnsafePointer<Float>, weight 
     }
 }
 
-@inline(__always)
-private func _fusedMultiplyAdd(_ accumulator: SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
-    #if NativeCPU
-    return accumulator.addingProduct(a, b)
-    #else
-    return accumulator + a * b   // the default target has no FMA: addingProduct would call fmaf per lane
-    #endif
-}
-
-@inline(__always)
-private func _load(_ pointer: UnsafePointer<Float>) -> SIMD16<Float> {
-    UnsafeRawPointer(pointer).loadUnaligned(as: SIMD16<Float>.self)
-}
-
 /// Sum of the 16 lanes as a tree (a plain `sum()` chains 15 dependent adds).
 @inline(__always)
 private func _horizontalSum(_ v: SIMD16<Float>) -> Float {
@@ -104,13 +90,13 @@ private func _dotProducts(_ a: UnsafePointer<Float>, rows: Int, _ b: UnsafePoint
             var s30 = SIMD16<Float>(), s31 = SIMD16<Float>(), s32 = SIMD16<Float>(), s33 = SIMD16<Float>()
             var p = 0
             while p < vectorDepth {
-                let x0 = _load(a0 + p), x1 = _load(a1 + p), x2 = _load(a2 + p), x3 = _load(a3 + p)
-                let w0 = _load(b0 + p), w1 = _load(b1 + p)
+                let x0 = _load16(a0 + p), x1 = _load16(a1 + p), x2 = _load16(a2 + p), x3 = _load16(a3 + p)
+                let w0 = _load16(b0 + p), w1 = _load16(b1 + p)
                 s00 = _fusedMultiplyAdd(s00, x0, w0); s01 = _fusedMultiplyAdd(s01, x0, w1)
                 s10 = _fusedMultiplyAdd(s10, x1, w0); s11 = _fusedMultiplyAdd(s11, x1, w1)
                 s20 = _fusedMultiplyAdd(s20, x2, w0); s21 = _fusedMultiplyAdd(s21, x2, w1)
                 s30 = _fusedMultiplyAdd(s30, x3, w0); s31 = _fusedMultiplyAdd(s31, x3, w1)
-                let w2 = _load(b2 + p), w3 = _load(b3 + p)
+                let w2 = _load16(b2 + p), w3 = _load16(b3 + p)
                 s02 = _fusedMultiplyAdd(s02, x0, w2); s03 = _fusedMultiplyAdd(s03, x0, w3)
                 s12 = _fusedMultiplyAdd(s12, x1, w2); s13 = _fusedMultiplyAdd(s13, x1, w3)
                 s22 = _fusedMultiplyAdd(s22, x2, w2); s23 = _fusedMultiplyAdd(s23, x2, w3)
@@ -153,7 +139,7 @@ private func _broadcastProducts(_ a: UnsafePointer<Float>, rowStride: Int, depth
             var s30 = SIMD16<Float>(), s31 = SIMD16<Float>(), s32 = SIMD16<Float>(), s33 = SIMD16<Float>()
             for p in 0..<depth {
                 let line = b + p * columns + column
-                let v0 = _load(line), v1 = _load(line + 16), v2 = _load(line + 32), v3 = _load(line + 48)
+                let v0 = _load16(line), v1 = _load16(line + 16), v2 = _load16(line + 32), v3 = _load16(line + 48)
                 let g0 = SIMD16<Float>(repeating: a[r0 * rowStride + p * depthStride])
                 let g1 = SIMD16<Float>(repeating: a[r1 * rowStride + p * depthStride])
                 s00 = _fusedMultiplyAdd(s00, g0, v0); s01 = _fusedMultiplyAdd(s01, g0, v1)
@@ -183,7 +169,7 @@ private func _broadcastProducts(_ a: UnsafePointer<Float>, rowStride: Int, depth
         while column + 16 <= columns {
             var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
             for p in 0..<depth {
-                let v = _load(b + p * columns + column)
+                let v = _load16(b + p * columns + column)
                 s0 = _fusedMultiplyAdd(s0, SIMD16(repeating: a[r0 * rowStride + p * depthStride]), v)
                 s1 = _fusedMultiplyAdd(s1, SIMD16(repeating: a[r1 * rowStride + p * depthStride]), v)
                 s2 = _fusedMultiplyAdd(s2, SIMD16(repeating: a[r2 * rowStride + p * depthStride]), v)
