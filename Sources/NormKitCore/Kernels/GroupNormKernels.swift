@@ -73,44 +73,30 @@ public struct GroupNormLayout: Sendable, Equatable, CustomStringConvertible {
 
 /// Mean and biased variance of every row of x (see the layout contract above).
 ///
-/// Two passes with Double accumulators: first the mean, then the mean of the
-/// squared deviations from it, each deviation formed in Double. The one-pass
-/// E[x²] − E[x]² formula cancels catastrophically when |mean| ≫ std (at mean
-/// 1e4 and std 1e-3 it loses every significant digit); two passes do not, and
-/// a constant row gets a variance of exactly 0. The variance is clamped at 0
-/// (NaN propagates, so a non-finite input shows in the statistics).
+/// Rows are contiguous, so they are the channels of batch norm's
+/// (outer 1, channels `rows`, inner `rowLength`) view, and `batchNormStatistics`
+/// computes them: Double accumulators, shifted sums repeated around the mean
+/// when the first value was far from it, so |mean| ≫ std loses nothing (the
+/// one-pass E[x²] − E[x]² formula would lose every digit at mean 1e4, std
+/// 1e-3) and a constant row gets a variance of exactly 0. The variance is
+/// clamped at 0 (NaN propagates, so a non-finite input shows in the statistics).
+/// Empty rows get mean and variance 0.
 ///
 /// - Parameters:
 ///   - x: `layout.count` values.
 ///   - mean, variance: `layout.rows` values each, written.
-@inlinable
 public func groupNormStatistics(
     _ x: UnsafeBufferPointer<Float>, layout: GroupNormLayout,
     mean: UnsafeMutableBufferPointer<Double>, variance: UnsafeMutableBufferPointer<Double>
 ) {
     precondition(x.count == layout.count && mean.count == layout.rows && variance.count == layout.rows,
                  "groupNormStatistics: buffers (\(x.count), \(mean.count), \(variance.count)) do not fit \(layout)")
-    let length = layout.rowLength
-    let m = Double(length)
-    guard length > 0 else {   // empty rows: nothing to normalize
+    guard layout.rowLength > 0 else {   // empty rows: nothing to normalize
         mean.update(repeating: 0)
         variance.update(repeating: 0)
         return
     }
-    let p = x.baseAddress!
-    for row in 0..<layout.rows {
-        let line = p + row * length
-        var total = 0.0
-        for i in 0..<length { total += Double(line[i]) }
-        let mu = total / m
-        var squares = 0.0
-        for i in 0..<length {
-            let deviation = Double(line[i]) - mu
-            squares += deviation * deviation
-        }
-        mean[row] = mu
-        variance[row] = max(squares / m, 0)
-    }
+    batchNormStatistics(x, outer: 1, channels: layout.rows, inner: layout.rowLength, mean: mean, variance: variance)
 }
 
 /// y = γ[c]·(x − μ[row])·invstd[row] + β[c] over (batch, groups, channelsPerGroup, inner).
