@@ -105,8 +105,7 @@ private struct _BatchNormGroup {
     var outer: Int
     /// μ rounded to Float: the centre subtracted first (see `batchNormApply`).
     var mean: [Float]
-    /// μ − centre, what rounding μ to Float lost (0 for given statistics).
-    var meanResidual: [Float]
+    /// μ in Double (for given statistics, `mean` itself).
     var exactMean: [Double]
     var variance: [Float]
     var inverseStandardDeviation: [Float]
@@ -124,8 +123,10 @@ private struct _BatchNormGroup {
     }
 
     var savedForBackward: SavedForBackward {
-        SavedForBackward(elements: elements, outer: outer, mean: mean, meanResidual: meanResidual,
-                         inverseStandardDeviation: inverseStandardDeviation, correction: correction)
+        // μ − centre, what rounding μ to Float lost (0 for given statistics).
+        let meanResidual = exactMean.indices.map { Float(exactMean[$0] - Double(mean[$0])) }
+        return SavedForBackward(elements: elements, outer: outer, mean: mean, meanResidual: meanResidual,
+                                inverseStandardDeviation: inverseStandardDeviation, correction: correction)
     }
 }
 
@@ -153,7 +154,7 @@ func _batchNorm(
                      "batchNorm: statistics for \(mean.count) features, input \(input.shape) has \(channels)")
         groups = [_BatchNormGroup(
             elements: 0..<input.scalarCount, outer: layout.outer, mean: mean,
-            meanResidual: [Float](repeating: 0, count: channels), exactMean: mean.map { Double($0) },
+            exactMean: mean.map { Double($0) },
             variance: variance, inverseStandardDeviation: inverseStandardDeviation(variance), correction: nil)]
     case let .batch(ghostBatchSize, renormalization):
         let runs = _groupRuns(shape: input.shape, layout: layout, featureAxis: featureAxis, ghostBatchSize: ghostBatchSize)
@@ -176,7 +177,6 @@ func _batchNorm(
                 let invstd = inverseStandardDeviation(variance)
                 groups.append(_BatchNormGroup(
                     elements: run.elements, outer: run.outer, mean: mean,
-                    meanResidual: (0..<channels).map { Float(meanDouble[$0] - Double(mean[$0])) },
                     exactMean: meanDouble, variance: variance, inverseStandardDeviation: invstd,
                     correction: renormalization.map {
                         _renormalizationCorrection(mean: meanDouble, variance: variance, toward: $0, epsilon: epsilon)
