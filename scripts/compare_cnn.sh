@@ -21,22 +21,4 @@ for rep in $(seq "$REPS"); do
     >"$out/torch-$rep.txt"
 done
 cat "$out/load.txt"
-python3 - "$out" "$REPS" <<'PY'
-import json, re, sys, glob
-out, reps = sys.argv[1], int(sys.argv[2])
-nk_epochs, nk_acc = [], []
-for f in sorted(glob.glob(f"{out}/normkit-*.txt")):
-    text = open(f).read()
-    nk_epochs += [float(s) for s in re.findall(r"Epoch \d+/\d+ - ([\d.]+)s", text)]
-    nk_acc.append(float(re.search(r"test_accuracy=([\d.]+)", text).group(1)))
-th_epochs, th_acc = [], []
-for line in open(f"{out}/torch.jsonl"):
-    r = json.loads(line)
-    th_epochs += [e["train_s"] for e in r["epochs"]]
-    th_acc.append(r["final_test_acc"])
-nk, th = min(nk_epochs), min(th_epochs)
-print(f"small BN CNN, full Fashion-MNIST, batch 64, 1 epoch, 2 threads, {reps} runs each (min s/epoch)")
-print(f"NormKit : {nk:.2f} s/epoch  test accuracy {', '.join(f'{a:.4f}' for a in nk_acc)}")
-print(f"PyTorch : {th:.2f} s/epoch  test accuracy {', '.join(f'{a:.4f}' for a in th_acc)}")
-print(f"ratio NormKit/PyTorch: {nk/th:.3f}  (PyTorch/NormKit: {th/nk:.2f}x)")
-PY
+python3 scripts/train_comparison_summary.py "$out" "$REPS" "small BN CNN, full Fashion-MNIST, batch 64, 1 epoch, 2 threads" 2
