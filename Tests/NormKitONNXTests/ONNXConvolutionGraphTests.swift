@@ -66,6 +66,18 @@ struct ONNXConvolutionGraphTests {
         #expect(throws: ONNXExportError.self) { try ONNXExporter().modelData(for: model, inputShape: [3 * 8 * 8]) }
     }
 
+    @Test("a window larger than the padded image is a shape error, not a 1×1 or negative output size")
+    func windowLargerThanImage() throws {
+        // ⌊(2 − 3)/3⌋ truncates to 0 in Swift, so the plain formula would report a 1×1 output.
+        let pool = Sequential { MaxPool2D(3) }
+        #expect(throws: ONNXExportError.self) { try ONNXExporter().modelData(for: pool, inputShape: [1, 2, 2]) }
+        let conv = Sequential { Conv2D(1, 2, kernelSize: 5, generator: SeededGenerator(seed: 4)) }
+        #expect(throws: ONNXExportError.self) { try ONNXExporter().modelData(for: conv, inputShape: [1, 3, 3]) }
+        // Padding makes room: 3 + 2·1 ≥ 5, one output position.
+        let padded = Sequential { Conv2D(1, 2, kernelSize: 5, padding: 1, generator: SeededGenerator(seed: 4)) }
+        #expect(try exportedGraph(padded, inputShape: [1, 3, 3]).output.first?.dimensions == ["batch", "2", "1", "1"])
+    }
+
     @Test("SeedCNN exports its layers in order under PyTorch's indices")
     func seedCNN() throws {
         let graph = try exportedGraph(SeedCNN(imageSize: 8, generator: SeededGenerator(seed: 10)), inputShape: [1, 8, 8])

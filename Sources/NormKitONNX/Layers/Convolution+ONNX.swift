@@ -13,9 +13,23 @@ extension ONNXGraphBuilder {
         return (input.featureShape[0], input.featureShape[1], input.featureShape[2])
     }
 
-    /// The output size of a sliding window along one axis (floor mode, as NormKit and PyTorch compute it).
-    static func slidingOutputSize(input: Int, window: Int, stride: Int, padding: Int, dilation: Int) -> Int {
-        (input + 2 * padding - dilation * (window - 1) - 1) / stride + 1
+    /// (channels, H′, W′) after a sliding window (convolution or pooling) over `image`, sized by
+    /// NormKitCore's `SlidingWindow` as the layer itself sizes it (floor mode, as in PyTorch). A dilated
+    /// window larger than the padded image throws here rather than trapping in `SlidingWindow`.
+    static func windowedShape(_ image: (channels: Int, height: Int, width: Int), channels: Int, kernel: Size2D,
+                              stride: Size2D, padding: Size2D, dilation: Size2D = Size2D(1),
+                              path: String, layer: String) throws -> [Int] {
+        let fits = image.height + 2 * padding.height >= dilation.height * (kernel.height - 1) + 1
+            && image.width + 2 * padding.width >= dilation.width * (kernel.width - 1) + 1
+        guard fits else {
+            throw ONNXExportError.shapeMismatch(path: path, layer: layer,
+                                                expected: "an image at least as large as the window \(kernel) "
+                                                    + "(dilation \(dilation), padding \(padding))",
+                                                got: [image.channels, image.height, image.width])
+        }
+        let window = SlidingWindow(inputSize: Size2D(image.height, image.width), window: kernel, stride: stride,
+                                   padding: padding, dilation: dilation, what: layer)
+        return [channels, window.outputSize.height, window.outputSize.width]
     }
 
     /// kernel_shape, strides and pads (ONNX lists pads as [top, left, bottom, right]).
@@ -30,18 +44,15 @@ extension ONNXGraphBuilder {
 extension Conv2D: ONNXExportable {
     public func appendONNXNodes(to graph: inout ONNXGraphBuilder, input: ONNXValue, path: String) throws -> ONNXValue {
         let image = try ONNXGraphBuilder.imageShape(input, path: path, layer: description, channels: inChannels)
+        let outputShape = try ONNXGraphBuilder.windowedShape(image, channels: outChannels, kernel: kernelSize, stride: stride,
+                                                             padding: padding, dilation: dilation,
+                                                             path: path, layer: description)
         var inputs = [input.name, graph.addInitializer(childPath(path, "weight"), weight.value)]
         if let bias { inputs.append(graph.addInitializer(childPath(path, "bias"), bias.value)) }
         let attributes = ONNXGraphBuilder.windowAttributes(kernel: kernelSize, stride: stride, padding: padding)
             + [.ints("dilations", [dilation.height, dilation.width]), .int("group", groups)]
         let output = graph.addNode("Conv", path: path, inputs: inputs, attributes: attributes)
-        return ONNXValue(name: output, featureShape: [
-            outChannels,
-            ONNXGraphBuilder.slidingOutputSize(input: image.height, window: kernelSize.height, stride: stride.height,
-                                               padding: padding.height, dilation: dilation.height),
-            ONNXGraphBuilder.slidingOutputSize(input: image.width, window: kernelSize.width, stride: stride.width,
-                                               padding: padding.width, dilation: dilation.width),
-        ])
+        return ONNXValue(name: output, featureShape: outputShape)
     }
 }
 
@@ -49,16 +60,13 @@ extension Conv2D: ONNXExportable {
 extension MaxPool2D: ONNXExportable {
     public func appendONNXNodes(to graph: inout ONNXGraphBuilder, input: ONNXValue, path: String) throws -> ONNXValue {
         let image = try ONNXGraphBuilder.imageShape(input, path: path, layer: description)
+        let outputShape = try ONNXGraphBuilder.windowedShape(image, channels: image.channels, kernel: kernelSize,
+                                                             stride: stride, padding: padding, dilation: dilation,
+                                                             path: path, layer: description)
         let attributes = ONNXGraphBuilder.windowAttributes(kernel: kernelSize, stride: stride, padding: padding)
             + [.ints("dilations", [dilation.height, dilation.width])]
         let output = graph.addNode("MaxPool", path: path, inputs: [input.name], attributes: attributes)
-        return ONNXValue(name: output, featureShape: [
-            image.channels,
-            ONNXGraphBuilder.slidingOutputSize(input: image.height, window: kernelSize.height, stride: stride.height,
-                                               padding: padding.height, dilation: dilation.height),
-            ONNXGraphBuilder.slidingOutputSize(input: image.width, window: kernelSize.width, stride: stride.width,
-                                               padding: padding.width, dilation: dilation.width),
-        ])
+        return ONNXValue(name: output, featureShape: outputShape)
     }
 }
 
@@ -66,16 +74,13 @@ extension MaxPool2D: ONNXExportable {
 extension AvgPool2D: ONNXExportable {
     public func appendONNXNodes(to graph: inout ONNXGraphBuilder, input: ONNXValue, path: String) throws -> ONNXValue {
         let image = try ONNXGraphBuilder.imageShape(input, path: path, layer: description)
+        let outputShape = try ONNXGraphBuilder.windowedShape(image, channels: image.channels, kernel: kernelSize,
+                                                             stride: stride, padding: padding,
+                                                             path: path, layer: description)
         let attributes = ONNXGraphBuilder.windowAttributes(kernel: kernelSize, stride: stride, padding: padding)
             + [.int("count_include_pad", countsPadding ? 1 : 0)]
         let output = graph.addNode("AveragePool", path: path, inputs: [input.name], attributes: attributes)
-        return ONNXValue(name: output, featureShape: [
-            image.channels,
-            ONNXGraphBuilder.slidingOutputSize(input: image.height, window: kernelSize.height, stride: stride.height,
-                                               padding: padding.height, dilation: 1),
-            ONNXGraphBuilder.slidingOutputSize(input: image.width, window: kernelSize.width, stride: stride.width,
-                                               padding: padding.width, dilation: 1),
-        ])
+        return ONNXValue(name: output, featureShape: outputShape)
     }
 }
 
