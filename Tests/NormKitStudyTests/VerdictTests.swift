@@ -52,6 +52,11 @@ struct VerdictTests {
         #expect(!reverse.supported)
         #expect(reverse.text.contains("steadier without BN"))
         #expect(!Verdicts.stability(withBN: drifting, withoutBN: drifting).supported)
+        // Two perfectly steady distributions (drift 0 each) are equally steady, not a win for BN.
+        let constant = (0..<4).map { _ in PercentileTriple(p15: -1, p50: 0, p85: 1) }
+        let tie = Verdicts.stability(withBN: constant, withoutBN: constant)
+        #expect(!tie.supported)
+        #expect(tie.text.contains("about equally steady"))
     }
 
     @Test("learning rate: the largest grid point that trains, for each variant")

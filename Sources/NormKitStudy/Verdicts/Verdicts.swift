@@ -70,10 +70,11 @@ public enum Verdicts {
     public static func stability(withBN: [PercentileTriple], withoutBN: [PercentileTriple]) -> Verdict {
         let bn = drift(withBN), no = drift(withoutBN)
         let numbers = "its median and 15–85 % width moved \(fixed(bn, 2)) widths over training with BN, \(fixed(no, 2)) without"
-        if no >= VerdictMargins.stabilityRatio * bn {
+        // `no > bn` as well: two drifts of 0 satisfy the ratio test both ways but are a tie.
+        if no >= VerdictMargins.stabilityRatio * bn && no > bn {
             let ratio = bn > 0 ? "\(fixed(no / bn, 1))× steadier" : "perfectly steady"
             return .supported("with BN the input to the sigmoid was \(ratio): \(numbers).")
-        } else if bn >= VerdictMargins.stabilityRatio * no {
+        } else if bn >= VerdictMargins.stabilityRatio * no && bn > no {
             return .notSupported("the input to the sigmoid was steadier without BN: \(numbers).")
         }
         return .notSupported("the input to the sigmoid was about equally steady: \(numbers).")
