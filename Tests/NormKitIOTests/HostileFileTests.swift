@@ -145,6 +145,15 @@ struct HostileFileTests {
         guard case .unreadable("/nonexistent/x.safetensors", _) = error else { Issue.record("got \(error)"); return }
     }
 
+    @Test("a failed write names the file once, then the failing step and the system's reason")
+    func unwritableFile() throws {
+        let path = "/nonexistent/x.safetensors"
+        let error = try #require(throws: SafetensorsError.self) { try SafetensorsFile().write(to: path) }
+        guard case .unreadable(path, let reason) = error else { Issue.record("got \(error)"); return }
+        #expect(reason.hasPrefix("cannot create /nonexistent/.x.safetensors.tmp-"))
+        #expect(error.description.components(separatedBy: path).count == 2, "\(error.description)")
+    }
+
     @Test("a well-formed file with empty and scalar tensors is accepted (the checks are not over-strict)")
     func edgeCasesAccepted() throws {
         let bytes = file(json: #"{"e": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}, "s": {"dtype": "I64", "shape": [], "data_offsets": [0, 8]}, "__metadata__": {"k": "v"}}   "#,

@@ -184,7 +184,7 @@ public struct SafetensorsFile: Sendable, Equatable {
     /// Writes the file atomically: `path` holds either its old content or the new, never a mix.
     public func write(to path: String) throws(SafetensorsError) {
         do { try AtomicFile.write(encoded(), to: path) } catch {
-            throw .unreadable(path: path, reason: error.description)
+            throw .unreadable(path: path, reason: error.reason)
         }
     }
 }
