@@ -148,7 +148,7 @@ public enum Study {
 
     /// Accuracy of each run for a sweep plot; a diverged run counts as chance (NaN would hide it).
     static func sweepPlot(title: String, xLabel: String, grid: [Double], runs: [SigmoidRunResult], classes: Int) -> LinePlot {
-        func accuracy(_ run: SigmoidRunResult) -> Double { run.divergedAtStep == nil ? run.final.testAccuracy : 1 / Double(classes) }
+        func accuracy(_ run: SigmoidRunResult) -> Double { run.finalTestAccuracy(classCount: classes) }
         let x = grid
         return LinePlot(title: title, xLabel: xLabel, yLabel: "final test accuracy",
                         series: [.init("with BN", x: x, y: grid.indices.map { accuracy(runs[2 * $0]) }, markers: true),
@@ -177,7 +177,7 @@ public enum Study {
     static func initializationSection(_ configuration: StudyConfiguration, runs: [SigmoidRunResult],
                                       classCount: Int) -> ReportSection {
         let grid = configuration.sigmaGrid
-        func accuracy(_ run: SigmoidRunResult) -> Double { run.divergedAtStep == nil ? run.final.testAccuracy : 1 / Double(classCount) }
+        func accuracy(_ run: SigmoidRunResult) -> Double { run.finalTestAccuracy(classCount: classCount) }
         let verdict = Verdicts.initializationSensitivity(
             sigmas: grid, withBN: grid.indices.map { accuracy(runs[2 * $0]) },
             withoutBN: grid.indices.map { accuracy(runs[2 * $0 + 1]) })

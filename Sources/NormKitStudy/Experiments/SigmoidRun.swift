@@ -52,6 +52,12 @@ public struct SigmoidRunResult: Sendable, Codable {
 
     /// Trained = never diverged and the final test accuracy reached `threshold`.
     public func trains(threshold: Double) -> Bool { divergedAtStep == nil && final.testAccuracy >= threshold }
+
+    /// The final test accuracy, or chance (1 / `classCount`) for a run that diverged: its
+    /// non-finite outputs would score arbitrarily, and a sweep plots and compares it as chance.
+    public func finalTestAccuracy(classCount: Int) -> Double {
+        divergedAtStep == nil ? final.testAccuracy : 1 / Double(classCount)
+    }
 }
 
 /// Data for the sigmoid-network runs: training batches, the test set and the
