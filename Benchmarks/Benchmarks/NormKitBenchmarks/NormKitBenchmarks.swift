@@ -58,12 +58,12 @@ let benchmarks: @Sendable () -> Void = {
     let stepConfiguration = Benchmark.Configuration(
         metrics: timed + [.mallocCountSmall, .mallocCountLarge, .peakMemoryResident],
         timeUnits: .microseconds, warmupIterations: 20, maxDuration: .seconds(2), maxIterations: 5_000)
-    let seedStep = SeedMLPStep(batchSize: 32)
+    let seedStep = TrainingStep.seedMLP(batchSize: 32)
     Benchmark("step/seed-mlp/batch32", configuration: stepConfiguration) { benchmark in
         for _ in benchmark.scaledIterations { seedStep.run() }
     }
     // The convolutional network of issue 4 (PyTorch's torch_cnn.py trains it at batch 64).
-    let cnnStep = SeedCNNStep(batchSize: 64)
+    let cnnStep = TrainingStep.seedCNN(batchSize: 64)
     Benchmark("step/seed-cnn/batch64", configuration: stepConfiguration) { benchmark in
         for _ in benchmark.scaledIterations { cnnStep.run() }
     }

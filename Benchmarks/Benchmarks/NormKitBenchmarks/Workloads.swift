@@ -124,53 +124,38 @@ final class GEMMWork: @unchecked Sendable {
     }
 }
 
-/// One training step of the seed CNN (issue 4's network, as `torch_cnn.py`:
-/// two conv–BN–ReLU–pool blocks, 3136 → 128 → BN → ReLU → 10, cross-entropy on
-/// logits, Adam 1e-3) on a fixed random batch of (batchSize, 1, 28, 28) images.
-final class SeedCNNStep: @unchecked Sendable {
-    let model: SeedCNN
+/// One training step (forward, backward, Adam 1e-3) of a classifier on a fixed random batch:
+/// inputs uniform in 0…1 of `inputShape`, labels in 0..<10.
+final class TrainingStep: @unchecked Sendable {
+    let model: Module
     let optimizer: Adam
-    let loss = CrossEntropyLoss()
+    let loss: any Loss
     let inputs: Tensor
     let labels: [Int]
 
-    init(batchSize: Int) {
-        model = SeedCNN(generator: SeededGenerator(seed: 3))
+    init(model: Module, loss: any Loss, inputShape: [Int], dataSeed: UInt64) {
+        self.model = model
+        self.loss = loss
         model.train()
         optimizer = Adam(model.parameters(), learningRate: 1e-3)
-        var generator = SeededGenerator(seed: 13)
-        inputs = Tensor((0..<(batchSize * 784)).map { _ in Float.random(in: 0...1, using: &generator) },
-                        shape: [batchSize, 1, 28, 28])
-        labels = (0..<batchSize).map { _ in Int.random(in: 0..<10, using: &generator) }
+        var generator = SeededGenerator(seed: dataSeed)
+        inputs = Tensor((0..<inputShape.reduce(1, *)).map { _ in Float.random(in: 0...1, using: &generator) },
+                        shape: inputShape)
+        labels = (0..<inputShape[0]).map { _ in Int.random(in: 0..<10, using: &generator) }
     }
 
-    func run() {
-        optimizer.zeroGrad()
-        // swiftlint:disable:next force_try
-        let value = loss(try! model(inputs), labels)
-        value.backward()
-        optimizer.step()
-    }
-}
-
-/// One training step of the seed MLP (784 → 64 → BN → ReLU → 10, softmax,
-/// sparse categorical cross-entropy, Adam 1e-3) on a fixed random batch.
-final class SeedMLPStep: @unchecked Sendable {
-    let model: SeedMLP
-    let optimizer: Adam
-    let loss = SparseCategoricalCrossentropy()
-    let inputs: Tensor
-    let labels: [Int]
-
-    init(batchSize: Int) {
+    /// The seed MLP (784 → 64 → BN → ReLU → 10, softmax, sparse categorical cross-entropy).
+    static func seedMLP(batchSize: Int) -> TrainingStep {
         GlobalRandom.seed(1)
-        model = SeedMLP()
-        model.train()
-        optimizer = Adam(model.parameters(), learningRate: 1e-3)
-        var generator = SeededGenerator(seed: 11)
-        inputs = Tensor((0..<(batchSize * 784)).map { _ in Float.random(in: 0...1, using: &generator) },
-                        shape: [batchSize, 784])
-        labels = (0..<batchSize).map { _ in Int.random(in: 0..<10, using: &generator) }
+        return TrainingStep(model: SeedMLP(), loss: SparseCategoricalCrossentropy(), inputShape: [batchSize, 784],
+                            dataSeed: 11)
+    }
+
+    /// The seed CNN (issue 4's network, as `torch_cnn.py`: two conv–BN–ReLU–pool blocks,
+    /// 3136 → 128 → BN → ReLU → 10, cross-entropy on logits) on (batchSize, 1, 28, 28) images.
+    static func seedCNN(batchSize: Int) -> TrainingStep {
+        TrainingStep(model: SeedCNN(generator: SeededGenerator(seed: 3)), loss: CrossEntropyLoss(),
+                     inputShape: [batchSize, 1, 28, 28], dataSeed: 13)
     }
 
     func run() {
