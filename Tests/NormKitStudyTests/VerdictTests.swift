@@ -77,6 +77,12 @@ struct VerdictTests {
                                                     trainsWithoutBN: [false, false, false, false, false])
         #expect(onlyBN.supported)
         #expect(onlyBN.text.contains("up to 100 (the largest tried), without BN at no learning rate"))
+
+        // The grid is a public setting and need not ascend: the largest rate is compared, not the last.
+        let descending = Verdicts.learningRateTolerance(grid: grid.reversed(), trainsWithBN: [false, true, true, true, true],
+                                                        trainsWithoutBN: [false, false, false, true, true])
+        #expect(descending.supported)
+        #expect(descending.text.contains("with BN it trained up to 10, without BN up to 0.1"))
     }
 
     @Test("initialization: spreads of final accuracy across σ")

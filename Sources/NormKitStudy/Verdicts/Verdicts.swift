@@ -84,15 +84,17 @@ public enum Verdicts {
     public static func learningRateTolerance(grid: [Double], trainsWithBN: [Bool], trainsWithoutBN: [Bool]) -> Verdict {
         precondition(grid.count == trainsWithBN.count && grid.count == trainsWithoutBN.count && !grid.isEmpty,
                      "learningRateTolerance: grid of \(grid.count), results \(trainsWithBN.count) and \(trainsWithoutBN.count)")
-        let bn = grid.indices.last { trainsWithBN[$0] }, no = grid.indices.last { trainsWithoutBN[$0] }
-        func describe(_ index: Int?) -> String {
-            guard let index else { return "at no learning rate on the grid" }
-            return "up to \(number(grid[index]))" + (index == grid.count - 1 ? " (the largest tried)" : "")
+        // The largest rate that trains, by value: the grid is a public setting and need not ascend.
+        func largest(_ trains: [Bool]) -> Double? { grid.indices.filter { trains[$0] }.map { grid[$0] }.max() }
+        let bn = largest(trainsWithBN), no = largest(trainsWithoutBN)
+        func describe(_ rate: Double?) -> String {
+            guard let rate else { return "at no learning rate on the grid" }
+            return "up to \(number(rate))" + (rate == grid.max() ? " (the largest tried)" : "")
         }
         let numbers = "with BN it trained \(describe(bn)), without BN \(describe(no))"
         switch (bn, no) {
         case let (bn?, no?) where bn > no:
-            return .supported("with BN the network tolerated a \(number(grid[bn] / grid[no]))× larger learning rate: \(numbers).")
+            return .supported("with BN the network tolerated a \(number(bn / no))× larger learning rate: \(numbers).")
         case (_?, nil):
             return .supported("only with BN did the network train at all on the grid: \(numbers).")
         case let (bn?, no?) where bn == no:
