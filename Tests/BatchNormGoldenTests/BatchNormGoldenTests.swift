@@ -150,15 +150,7 @@ enum Golden {
         "nc_ghost", "nchw_ghost", "nhwc_ghost_keras", "nc_ghost_no_tracking", "ncl_ghost_renorm_cumulative",
     ]
 
-    static let loaded: Result<GoldenFixture, any Error> = Result {
-        guard let url = Bundle.module.url(forResource: "batchnorm_golden", withExtension: "json") else {
-            throw CocoaError(.fileNoSuchFile,
-                             userInfo: [NSLocalizedDescriptionKey: "batchnorm_golden.json is not in the test bundle"])
-        }
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return try decoder.decode(GoldenFixture.self, from: Data(contentsOf: url))
-    }
+    static let loaded: Result<GoldenFixture, any Error> = Result { try decodeFixture(named: "batchnorm_golden") }
 
     static func fixture() throws -> GoldenFixture { try loaded.get() }
 
@@ -297,7 +289,17 @@ struct GoldenChecker {
     }
 }
 
-private func floats(_ values: [Double]) -> [Float] { values.map { Float($0) } }
+func floats(_ values: [Double]) -> [Float] { values.map { Float($0) } }
+
+/// The JSON fixture `name`.json from the test bundle, its snake_case keys read as camelCase.
+func decodeFixture<Fixture: Decodable>(named name: String) throws -> Fixture {
+    guard let url = Bundle.module.url(forResource: name, withExtension: "json") else {
+        throw CocoaError(.fileNoSuchFile, userInfo: [NSLocalizedDescriptionKey: "\(name).json is not in the test bundle"])
+    }
+    let decoder = JSONDecoder()
+    decoder.keyDecodingStrategy = .convertFromSnakeCase
+    return try decoder.decode(Fixture.self, from: Data(contentsOf: url))
+}
 
 // MARK: - Tests
 

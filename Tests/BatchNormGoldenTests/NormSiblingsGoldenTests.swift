@@ -83,15 +83,7 @@ enum SiblingsGolden {
         "instance_norm_2d_tracked", "instance_norm_1d_tracked_no_affine",
     ]
 
-    static let loaded: Result<SiblingsFixture, any Error> = Result {
-        guard let url = Bundle.module.url(forResource: "norm_siblings_golden", withExtension: "json") else {
-            throw CocoaError(.fileNoSuchFile,
-                             userInfo: [NSLocalizedDescriptionKey: "norm_siblings_golden.json is not in the test bundle"])
-        }
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return try decoder.decode(SiblingsFixture.self, from: Data(contentsOf: url))
-    }
+    static let loaded: Result<SiblingsFixture, any Error> = Result { try decodeFixture(named: "norm_siblings_golden") }
 
     static func caseNames() throws -> [String] { try loaded.get().cases.map(\.name) }
 
@@ -189,7 +181,6 @@ private func expectMatches(_ actual: [Float]?, _ expected: [Double], _ what: Str
                  sourceLocation: sourceLocation)
 }
 
-private func floats(_ values: [Double]) -> [Float] { values.map { Float($0) } }
 
 // MARK: - Tests
 
