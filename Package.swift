@@ -95,6 +95,8 @@ let package = Package(
         // The umbrella's own code: seed-model files for the CLI's evaluate and predict.
         .testTarget(name: "NormKitTests", dependencies: ["NormKit"]),
         .testTarget(name: "ExamplesTests", dependencies: ["NormKit", "KerasStyleExample", "PyTorchStyleExample"]),
+        // Runs the built `normkit` executable as a process (it depends on it so that it is built first).
+        .testTarget(name: "CommandLineTests", dependencies: ["NormKit", "normkit"]),
     ],
     swiftLanguageModes: [.v6]
 )
