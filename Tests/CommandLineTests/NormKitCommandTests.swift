@@ -127,8 +127,8 @@ enum NormKitProcess {
         // Files, not pipes: a child that writes more than a pipe holds cannot stall the test.
         let capture = try TemporaryDirectory()
         let outputPath = capture.path("stdout"), errorPath = capture.path("stderr")
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
-        FileManager.default.createFile(atPath: errorPath, contents: nil)
+        try Data().write(to: URL(fileURLWithPath: outputPath))
+        try Data().write(to: URL(fileURLWithPath: errorPath))
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
         let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
         let process = Process()
