@@ -1,24 +1,3 @@
-/// What a batch-norm forward normalized with, per channel.
-public struct BatchNormStatistics: Sendable {
-    /// μ per channel.
-    public var mean: [Float]
-    /// The biased variance σ² per channel (what normalized the batch).
-    public var variance: [Float]
-    /// 1/√(σ² + ε) per channel.
-    public var inverseStandardDeviation: [Float]
-    /// Elements per channel that produced the statistics.
-    public var count: Int
-    /// Whether every statistic is finite (a NaN or ∞ in the batch makes it false).
-    public var isFinite: Bool { mean.allSatisfy(\.isFinite) && variance.allSatisfy(\.isFinite) }
-
-    public init(mean: [Float], variance: [Float], inverseStandardDeviation: [Float], count: Int) {
-        self.mean = mean
-        self.variance = variance
-        self.inverseStandardDeviation = inverseStandardDeviation
-        self.count = count
-    }
-}
-
 /// How a tensor's axes map onto the kernels' (outer, channels, inner) view.
 public struct FeatureLayout: Sendable, Equatable {
     public var outer: Int, channels: Int, inner: Int

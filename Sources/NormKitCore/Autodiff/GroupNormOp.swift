@@ -1,18 +1,3 @@
-/// What a group-norm forward normalized with, per row (one (batch, group) pair
-/// of the `GroupNormLayout`; for InstanceNorm one (n, c), for LayerNorm one sample).
-public struct GroupNormStatistics: Sendable {
-    /// μ per row.
-    public var mean: [Float]
-    /// The biased variance σ² per row (what normalized it).
-    public var variance: [Float]
-    /// 1/√(σ² + ε) per row.
-    public var inverseStandardDeviation: [Float]
-    /// Values per row that produced the statistics.
-    public var count: Int
-    /// Whether every statistic is finite (a NaN or ∞ in a row makes it false).
-    public var isFinite: Bool { mean.allSatisfy(\.isFinite) && variance.allSatisfy(\.isFinite) }
-}
-
 /// Group normalization as one autodiff node: the shared engine of LayerNorm,
 /// GroupNorm and InstanceNorm.
 ///
