@@ -221,6 +221,22 @@ public class BatchNorm: Module {
         }
     }
 
+    /// Builds an unbuilt `BatchNormalization()` from the length of its `weight`,
+    /// `bias`, `running_mean` or `running_var`.
+    public override func buildForLoading(entryShapes shapes: [String: [Int]]) -> (() -> Void)? {
+        guard featureCount == nil,
+              let shape = ["weight", "bias", "running_mean", "running_var"].lazy.compactMap({ shapes[$0] }).first,
+              shape.count == 1, shape[0] > 0
+        else { return nil }
+        materialize(featureCount: shape[0])
+        return { [self] in
+            featureCount = nil
+            weight = nil
+            bias = nil
+            running = nil
+        }
+    }
+
     public override func build(inputShape: [Int]) -> [Int] {
         checkShape(inputShape)
         if featureCount == nil {

@@ -70,6 +70,19 @@ public final class LayerNorm: Module {
         if hasBias { bias = Parameter(.zeros(normalizedShape)) }
     }
 
+    /// Builds an unbuilt `LayerNormalization()` from the shape of its `weight` or `bias`.
+    public override func buildForLoading(entryShapes shapes: [String: [Int]]) -> (() -> Void)? {
+        guard normalizedShape == nil, let shape = shapes["weight"] ?? shapes["bias"],
+              shape.count == normalizedAxisCount, shape.allSatisfy({ $0 > 0 })
+        else { return nil }
+        materialize(normalizedShape: shape)
+        return { [self] in
+            normalizedShape = nil
+            weight = nil
+            bias = nil
+        }
+    }
+
     public override func build(inputShape: [Int]) -> [Int] {
         if normalizedShape == nil {
             precondition(inputShape.count >= normalizedAxisCount,

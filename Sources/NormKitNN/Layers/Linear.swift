@@ -68,6 +68,20 @@ public final class Linear: Module {
         return [inputShape[0], outFeatures]
     }
 
+    /// Builds an unbuilt `Dense(units)` from a `weight` of shape (units, inFeatures).
+    public override func buildForLoading(entryShapes shapes: [String: [Int]]) -> (() -> Void)? {
+        guard inFeatures == nil, let shape = shapes["weight"], shape.count == 2, shape[0] == outFeatures, shape[1] > 0
+        else { return nil }
+        let unusedGenerator = generator
+        materialize(inFeatures: shape[1])
+        return { [self] in
+            inFeatures = nil
+            weight = nil
+            bias = nil
+            generator = unusedGenerator
+        }
+    }
+
     public override func forward(_ input: Tensor) throws -> Tensor {
         if inFeatures == nil { _ = build(inputShape: input.shape) }
         precondition(input.rank == 2 && input.shape[1] == inFeatures,

@@ -37,6 +37,17 @@ open class Module: CustomStringConvertible {
     /// Shape-preserving layers keep the default.
     open func build(inputShape: [Int]) -> [Int] { inputShape }
 
+    /// For a layer whose sizes come from its first input (Keras' `Dense(64)`) and
+    /// that has not seen one yet: builds it with the sizes the entries
+    /// `loadStateDict` is about to load imply, as PyTorch's lazy modules do, so a
+    /// fresh Keras-style model can load saved weights before its first call.
+    ///
+    /// - Parameter shapes: this module's own entries (names without the module's
+    ///   prefix, e.g. `weight`, `running_mean`) and their shapes.
+    /// - Returns: how to undo the build (a failed load changes nothing), or nil
+    ///   when nothing was built. Layers of fixed size keep this default.
+    open func buildForLoading(entryShapes shapes: [String: [Int]]) -> (() -> Void)? { nil }
+
     public func callAsFunction(_ input: Tensor) throws -> Tensor { try forward(input) }
 
     /// A short description of the layer's configuration, e.g. `Linear(784 → 64)`.

@@ -156,11 +156,40 @@ extension Module {
     /// objects stay the same (an optimizer holding them keeps working) and only
     /// their values are replaced. Float entries load into parameters and float
     /// buffers; integer buffers (`num_batches_tracked`) need integer entries.
+    /// Lazily built layers (Keras' `Dense(64)`) that have not seen an input
+    /// take their sizes from the entries first (`Module.buildForLoading`), and
+    /// are unbuilt again if the load fails.
     /// - Parameter strict: when true (the default, as in PyTorch) missing and
     ///   unexpected keys are errors; mismatched shapes are errors either way.
     /// - Throws: `StateDictError` naming every missing, unexpected and mis-shaped key.
     @discardableResult
     public func loadStateDict(_ state: StateDict, strict: Bool = true) throws(StateDictError) -> StateDictLoadReport {
+        let lazyBuilds = buildLazyModules(forLoading: state)
+        do {
+            return try loadBuiltStateDict(state, strict: strict)
+        } catch {
+            for undo in lazyBuilds.reversed() { undo() }
+            throw error
+        }
+    }
+
+    /// Lets every module build itself from its entries in `state` (see
+    /// `Module.buildForLoading(entryShapes:)`); returns the undo of each build.
+    private func buildLazyModules(forLoading state: StateDict) -> [() -> Void] {
+        var undos: [() -> Void] = []
+        for (prefix, module) in namedModules() {
+            let lead = prefix.isEmpty ? "" : prefix + "."
+            var shapes: [String: [Int]] = [:]
+            for (key, value) in state where key.hasPrefix(lead) {
+                let name = key.dropFirst(lead.count)
+                if !name.contains(".") { shapes[String(name)] = value.shape }
+            }
+            if !shapes.isEmpty, let undo = module.buildForLoading(entryShapes: shapes) { undos.append(undo) }
+        }
+        return undos
+    }
+
+    private func loadBuiltStateDict(_ state: StateDict, strict: Bool) throws(StateDictError) -> StateDictLoadReport {
         let targets = stateEntries()
         let known = Set(targets.map(\.key))
         let missing = targets.map(\.key).filter { state[$0] == nil }

@@ -172,6 +172,55 @@ struct StateDictTests {
         #expect(error.mismatchedKeys == [.init(key: "fc1.weight", expected: "float[out, in]", found: "float[60]")])
     }
 
+    /// Keras' spelling, sizes taken from the first input: Dense, BatchNormalization, LayerNormalization.
+    private func lazyKerasModel(seed: UInt64) -> Sequential {
+        Sequential {
+            Linear(outFeatures: 5, generator: SeededGenerator(seed: seed))
+            BatchNormalization()
+            ReLU()
+            LayerNormalization()
+            Linear(outFeatures: 3, generator: SeededGenerator(seed: seed + 1))
+        }
+    }
+
+    @Test("a Keras-style model that has not seen an input yet builds its lazy layers from the loaded shapes, as PyTorch's lazy modules do")
+    func lazyLayersBuildFromLoadedState() throws {
+        let trained = lazyKerasModel(seed: 1)
+        let x = Tensor((0..<24).map { Float($0 % 7) * 0.3 - 0.8 }, shape: [4, 6])
+        _ = try trained(x)                       // builds, and moves the running statistics
+        trained.setMode(.inference)
+        let fresh = lazyKerasModel(seed: 9)
+        #expect(fresh.stateDict().isEmpty)
+        try fresh.loadStateDict(trained.stateDict())
+        #expect(bits(fresh.stateDict()) == bits(trained.stateDict()))
+        fresh.setMode(.inference)
+        #expect(try fresh(x).scalars == trained(x).scalars)
+    }
+
+    @Test("a failed load leaves lazy layers unbuilt, drawing later the same initial weights as a model never loaded into")
+    func failedLoadLeavesLazyLayersUnbuilt() throws {
+        let source = lazyKerasModel(seed: 1)
+        let x = Tensor((0..<24).map { Float($0 % 5) * 0.4 - 1 }, shape: [4, 6])
+        _ = try source(x)
+        var broken = source.stateDict()
+        broken["4.bias"] = .float(.zeros([7]))   // the last layer's bias does not fit its weight
+        let model = lazyKerasModel(seed: 2)
+        let error = try #require(throws: StateDictError.self) { try model.loadStateDict(broken) }
+        #expect(error.mismatchedKeys.map(\.key) == ["4.bias"])
+        #expect(model.stateDict().isEmpty)
+        let untouched = lazyKerasModel(seed: 2)
+        #expect(try model(x).scalars == untouched(x).scalars)
+    }
+
+    @Test("a lazy layer whose entries cannot be its own stays unbuilt and its keys are reported unexpected")
+    func lazyLayerRefusesForeignShapes() throws {
+        let model = Sequential { Linear(outFeatures: 5, generator: SeededGenerator(seed: 1)) }
+        let foreign: StateDict = ["0.weight": .float(.zeros([4, 6])), "0.bias": .float(.zeros([4]))]
+        let error = try #require(throws: StateDictError.self) { try model.loadStateDict(foreign) }
+        #expect(error.unexpectedKeys == ["0.bias", "0.weight"])
+        #expect(model.stateDict().isEmpty)
+    }
+
     @Test("a layer defined elsewhere joins state dicts by overriding ownBuffers and setOwnBuffer")
     func customBuffersJoin() throws {
         let model = Sequential { CountingLayer() }
