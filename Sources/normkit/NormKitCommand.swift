@@ -9,4 +9,10 @@ struct NormKitCommand: ParsableCommand {
         subcommands: [Train.self, Evaluate.self, Predict.self, StudyCommand.self, ExportONNX.self],
         defaultSubcommand: Train.self
     )
+
+    static func main() {
+        // While the process has one thread: loading OpenBLAS briefly changes the environment.
+        OpenBLAS.loadEarly()
+        main(nil)
+    }
 }

@@ -39,6 +39,15 @@ public enum OpenBLAS {
     /// Threads OpenBLAS was last told to use (it keeps its own pool).
     private static let configuredThreads = Atomic<Int>(0)
 
+    /// Loads the library now, if it is not loaded yet.
+    ///
+    /// Loading sets and restores `OPENBLAS_CORETYPE` (see above), and glibc's
+    /// `setenv` is not safe while another thread reads the environment. A program
+    /// that starts threads of its own before its first matrix product should call
+    /// this first, while it has one thread; the `normkit` command does so.
+    /// Without it the library loads on the first product that wants it.
+    public static func loadEarly() { _ = library }
+
     /// Whether the system OpenBLAS was found (and `sgemm` may use it).
     public static var isAvailable: Bool { library != nil }
 
