@@ -121,12 +121,13 @@ struct ConvolutionOpTests {
     func convolutionThreadCountInvariant() {
         let x = randomValues([5, 3, 9, 8], seed: 4).tensor
         let w = randomValues([4, 3, 3, 3], seed: 5).tensor
-        let saved = Threading.count
-        defer { Threading.count = saved }
-        Threading.count = 1
-        let serial = conv2D(x, weight: w, bias: nil, padding: 1)
-        Threading.count = 3
-        let parallel = conv2D(x, weight: w, bias: nil, padding: 1)
+        var serial = x, parallel = x
+        withExclusiveThreadCount {
+            Threading.count = 1
+            serial = conv2D(x, weight: w, bias: nil, padding: 1)
+            Threading.count = 3
+            parallel = conv2D(x, weight: w, bias: nil, padding: 1)
+        }
         #expect(serial.scalars == parallel.scalars)
     }
 

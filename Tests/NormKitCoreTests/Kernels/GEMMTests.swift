@@ -189,13 +189,13 @@ struct GEMMTests {
         // 2·128·256·128 flops is above the threading threshold; 256 columns are 8 panels.
         let testCase = GEMMCase(m: 128, n: 256, k: 128, transposeB: true, alpha: 1.5, beta: 0.25)
         let (a, b, c) = testCase.operands(seed: 103)
-        let saved = Threading.count
-        defer { Threading.count = saved }
-
-        Threading.count = 2
-        let threaded = testCase.run(a, b, c)
-        Threading.count = 1
-        let serial = testCase.run(a, b, c)
+        var threaded: [Float] = [], serial: [Float] = []
+        withExclusiveThreadCount {
+            Threading.count = 2
+            threaded = testCase.run(a, b, c)
+            Threading.count = 1
+            serial = testCase.run(a, b, c)
+        }
 
         testCase.expectMatchesReference(threaded, a: a, b: b, c: c)
         // Each thread owns whole column panels and packs them exactly as one thread would,
