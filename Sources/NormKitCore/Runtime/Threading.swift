@@ -1,4 +1,3 @@
-import Dispatch
 import Synchronization
 
 /// How many threads NormKit's kernels may use.
@@ -22,17 +21,22 @@ public enum Threading {
         return max(1, availableCores())
     }
 
-    /// Runs `body(chunk)` for `chunk` in 0..<chunks, on up to `count` threads.
-    /// Runs inline when there is one chunk or one thread, so small work pays nothing.
+    /// Runs `body(chunk)` for every `chunk` in 0..<chunks exactly once, on up to
+    /// `count` threads (the calling thread is one of them), and returns when all
+    /// have finished; their writes are visible to the caller afterwards.
+    ///
+    /// Runs inline when there is one chunk or one thread, so small work pays
+    /// nothing. Otherwise NormKit's worker pool (`count − 1` persistent threads,
+    /// started on first use) takes the chunks: about 0.1 µs per call when the
+    /// workers are awake. A call made while the pool is busy (from another
+    /// thread, or nested inside a chunk) runs its chunks inline on its own thread.
+    /// Nothing is allocated on the heap per call.
     @inlinable
     public static func parallelFor(chunks: Int, _ body: (Int) -> Void) {
         if chunks <= 1 || count == 1 {
             for chunk in 0..<chunks { body(chunk) }
             return
         }
-        withoutActuallyEscaping(body) { escapable in
-            nonisolated(unsafe) let work = escapable
-            DispatchQueue.concurrentPerform(iterations: chunks) { work($0) }
-        }
+        _WorkerPool.run(chunks: chunks, body)
     }
 }
