@@ -6,6 +6,8 @@ import NormKit
 //   bn/…      batch-norm kernels (training forward, inference, backward) and
 //   memcpy/…  the memory ceiling: copying the bytes inference moves (read N, write N floats)
 //   sgemm/…   C = A·B with NormKit's own kernel and with the system OpenBLAS
+//   threading/… what handing chunks to other threads costs: NormKit's worker pool
+//             against DispatchQueue.concurrentPerform
 //   step/…    one training step (forward, backward, Adam) of the seed MLP and the seed CNN;
 //             malloc counts matter here
 // Kernel benchmarks reuse their output buffers (as PyTorch does with a warm
@@ -52,6 +54,21 @@ let benchmarks: @Sendable () -> Void = {
                 for _ in benchmark.scaledIterations { work.run(implementation) }
             }
         }
+    }
+
+    // MARK: threading
+    let threading = ThreadingWork()
+    Benchmark("threading/pool-empty", configuration: smallConfiguration) { benchmark in
+        for _ in benchmark.scaledIterations { threading.poolEmpty() }
+    }
+    Benchmark("threading/dispatch-empty", configuration: smallConfiguration) { benchmark in
+        for _ in benchmark.scaledIterations { threading.dispatchEmpty() }
+    }
+    Benchmark("threading/pool-handoff", configuration: smallConfiguration) { benchmark in
+        for _ in benchmark.scaledIterations { threading.poolHandoff() }
+    }
+    Benchmark("threading/dispatch-handoff", configuration: smallConfiguration) { benchmark in
+        for _ in benchmark.scaledIterations { threading.dispatchHandoff() }
     }
 
     // MARK: training steps

@@ -1,4 +1,6 @@
+import Dispatch
 import NormKit
+import Synchronization
 
 /// A batch-norm benchmark shape: (N, C) or (N, C, H, W), stored channels-first
 /// (NCHW) or channels-last (NHWC), as PyTorch's `torch_bn_kernels.py` names them.
@@ -164,5 +166,45 @@ final class TrainingStep: @unchecked Sendable {
         let value = loss(try! model(inputs), labels)
         value.backward()
         optimizer.step()
+    }
+}
+
+/// What handing chunks to other threads costs: NormKit's worker pool
+/// (`Threading.parallelFor`) against `DispatchQueue.concurrentPerform`, which it replaced.
+final class ThreadingWork: Sendable {
+    private let started = Atomic<Int>(0)
+
+    /// Two empty chunks: the whole cost of a call whose chunks are too small for a
+    /// second thread to get one before the caller has run both.
+    func poolEmpty() {
+        Threading.parallelFor(chunks: 2) { _ in }
+    }
+
+    func dispatchEmpty() {
+        DispatchQueue.concurrentPerform(iterations: 2) { _ in }
+    }
+
+    /// Two chunks that each wait until the other has started, so a second thread
+    /// must take one: publishing a job, a worker's claim and the caller's wait
+    /// for it. A chunk gives up waiting after 1 ms (with one thread, or when no
+    /// worker comes), so this cannot hang.
+    func poolHandoff() {
+        started.store(0, ordering: .relaxed)
+        Threading.parallelFor(chunks: 2) { _ in self.meet() }
+    }
+
+    func dispatchHandoff() {
+        started.store(0, ordering: .relaxed)
+        DispatchQueue.concurrentPerform(iterations: 2) { _ in self.meet() }
+    }
+
+    private func meet() {
+        started.add(1, ordering: .relaxed)
+        let deadline = ContinuousClock.now + .milliseconds(1)
+        var polls = 0
+        while started.load(ordering: .relaxed) < 2 {
+            polls += 1
+            if polls % 64 == 0 && ContinuousClock.now > deadline { return }
+        }
     }
 }
