@@ -11,7 +11,7 @@ private func _planeChunks(_ planes: Int, planeSize: Int) -> Int {
 }
 
 /// Max pooling forward: each output is the largest value in its window (padding never wins);
-/// a NaN in a window wins, as in PyTorch.
+/// a NaN in a window wins, as in PyTorch, and so does the element PyTorch picks (`_beats`).
 ///
 /// - Parameters:
 ///   - input: (planes, H, W).
@@ -38,14 +38,15 @@ public func maxPool2DForward(input: UnsafePointer<Float>, planes: Int, window w:
     }
 }
 
-/// Whether `value` replaces `best` as a window's maximum: larger, or the first NaN (which then
-/// stays). Written as one comparison of two flags so that it compiles to selects, not branches:
-/// which candidate wins is data dependent and a branch on it mispredicts about every other time.
+/// Whether `value` replaces `best` as a window's maximum, in a row-major scan of the window:
+/// larger, or a NaN. PyTorch's CPU kernel scans the same way with the same test
+/// (`val > maxval || isnan(val)`), so of equal values the first wins, of NaNs the last, and
+/// the gradient goes to the same element as PyTorch's. Written without `||` so that it
+/// compiles to selects, not branches: which candidate wins is data dependent and a branch on
+/// it mispredicts about every other time.
 @inline(__always)
 private func _beats(_ value: Float, _ best: Float) -> Bool {
-    // best not NaN: wins iff !(value ≤ best), i.e. value > best or value is NaN.
-    // best NaN: (value ≤ NaN) is false and (best ≠ best) is true, so never.
-    (value <= best) == (best != best)
+    (value > best) != (value != value)   // at most one side holds: a NaN is never greater
 }
 
 /// One plane of 2×2, stride 2 max pooling (the common case, without any bounds checks).

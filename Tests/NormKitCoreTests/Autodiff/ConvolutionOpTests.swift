@@ -174,10 +174,57 @@ struct ConvolutionOpTests {
         }
     }
 
-    @Test("maxPool2D lets a NaN win its window, as PyTorch does")
-    func maxPoolingPropagatesNaN() {
-        let x = Tensor([1, .nan, 3, 2], shape: [1, 1, 2, 2])
-        #expect(maxPool2D(x, kernelSize: 2).scalar.isNaN)
+    /// One 2×2 window (row-major a, b, c, d) and what PyTorch 2.x's `F.max_pool2d` gives for it
+    /// (`return_indices=True` and the input's gradient after `y.sum().backward()`), recorded
+    /// from peers' venv: its scan keeps the first of equal values (`val > maxval`) and takes
+    /// every NaN it meets (`|| isnan(val)`), so the last NaN wins.
+    struct PoolTieCase: Sendable, CustomTestStringConvertible {
+        let window: [Float]
+        let winner: Int
+        var testDescription: String { "\(window) → [\(winner)]" }
+
+        static let all: [PoolTieCase] = [
+            PoolTieCase(window: [1, 3, 3, 2], winner: 1),
+            PoolTieCase(window: [3, 3, 3, 3], winner: 0),
+            PoolTieCase(window: [-1, -1, -2, -1], winner: 0),
+            PoolTieCase(window: [-.infinity, -.infinity, -.infinity, -.infinity], winner: 0),
+            PoolTieCase(window: [-0.0, 0.0, 0.0, -0.0], winner: 0),   // −0 == +0: a tie, the first stays
+            PoolTieCase(window: [1, .nan, 3, 2], winner: 1),
+            PoolTieCase(window: [1, .nan, 3, .nan], winner: 3),
+            PoolTieCase(window: [.nan, .nan, 1, 1], winner: 1),
+            PoolTieCase(window: [2, .nan, .nan, 5], winner: 2),
+            PoolTieCase(window: [.nan, 4, 5, 6], winner: 0),
+        ]
+    }
+
+    @Test("maxPool2D 2×2 picks PyTorch's element on ties and NaNs, and its gradient goes there only",
+          arguments: PoolTieCase.all)
+    func maxPoolingTiesAndNaN(_ c: PoolTieCase) {
+        // The window tiled over planes of several widths, so that the 2×2 kernel meets it in its
+        // scalar, 4-lane and 8-lane paths and at every lane position (an odd width leaves its
+        // last column out); then once through the general kernel (stride 1 on a 2×2 plane).
+        for (rows, columns, stride) in [(2, 2, 2), (4, 6, 2), (2, 14, 2), (4, 15, 2), (2, 34, 2), (2, 2, 1)] {
+            let windows = rows / 2 * (columns / 2)
+            func tiled(_ window: [Float]) -> [Float] {
+                var values = [Float](repeating: 0, count: rows * columns)
+                for index in 0..<windows {
+                    let (top, left) = (index / (columns / 2) * 2, index % (columns / 2) * 2)
+                    for k in 0..<4 { values[(top + k / 2) * columns + left + k % 2] = window[k] }
+                }
+                return values
+            }
+            let leaf = makeLeaf(DoubleTensor([Double](repeating: 0, count: rows * columns), shape: [1, 1, rows, columns]))
+            let x = Tensor(tiled(c.window), shape: [1, 1, rows, columns]).attached(to: leaf.node)
+            let y = maxPool2D(x, kernelSize: 2, stride: Size2D(stride))
+            let expected = c.window[c.winner]
+            #expect(y.scalars.count == windows
+                        && y.scalars.allSatisfy { expected.isNaN ? $0.isNaN : $0.bitPattern == expected.bitPattern },
+                    "\(rows)×\(columns) stride \(stride): \(y.scalars)")
+            y.backward(gradient: Tensor(repeating: 1, shape: y.shape))
+            let onlyWinner = (0..<4).map { Float($0 == c.winner ? 1 : 0) }
+            #expect(leaf.node.gradient?.scalars.map(\.bitPattern) == tiled(onlyWinner).map(\.bitPattern),
+                    "\(rows)×\(columns) stride \(stride)")
+        }
     }
 
     @Test("averagePool2D matches the reference, padding counted or not", arguments: PoolCase.all, [true, false])
