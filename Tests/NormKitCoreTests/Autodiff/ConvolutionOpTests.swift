@@ -150,6 +150,8 @@ struct ConvolutionOpTests {
 
         static let all: [PoolCase] = [
             PoolCase(name: "2×2 (the CNN's pool) on 7×6: the last row is left out", input: [2, 3, 7, 6], kernel: 2),
+            PoolCase(name: "2×2 on 4×28 (rows of 14 outputs, as in the CNN's first pool: blocks of 8)", input: [1, 2, 4, 28], kernel: 2),
+            PoolCase(name: "2×2 on 5×15 (rows of 7, as in the second pool: blocks of 4; odd sizes)", input: [1, 2, 5, 15], kernel: 2),
             PoolCase(name: "3×3 stride 2 pad 1", input: [2, 2, 5, 6], kernel: 3, stride: 2, padding: 1),
             PoolCase(name: "overlapping 2×3 stride 1", input: [1, 2, 4, 5], kernel: [2, 3], stride: 1),
         ]
@@ -225,6 +227,34 @@ struct ConvolutionOpTests {
             #expect(leaf.node.gradient?.scalars.map(\.bitPattern) == tiled(onlyWinner).map(\.bitPattern),
                     "\(rows)×\(columns) stride \(stride)")
         }
+    }
+
+    @Test("maxPool2D 2×2 on planes full of ties, NaNs and signed zeros picks PyTorch's element in every window",
+          arguments: [[2, 3, 28, 28], [3, 2, 14, 14], [1, 2, 5, 17], [1, 1, 9, 6], [1, 1, 2, 34]])
+    func maxPoolingManyTies(_ shape: [Int]) {
+        let (rows, columns) = (shape[2], shape[3])
+        let planeSize = rows * columns
+        var generator = SeededGenerator(seed: 12)
+        let palette: [Float] = [-1, -0.0, 0, 1, 1, .nan, -.infinity]
+        let values = (0..<shape.reduce(1, *)).map { _ in palette[Int(generator.next() % UInt64(palette.count))] }
+        // PyTorch's scan, written out: the first of the largest values, or the last NaN.
+        var expectedValues: [Float] = [], expectedGradient = [Float](repeating: 0, count: values.count)
+        for plane in 0..<shape[0] * shape[1] {
+            for i in 0..<rows / 2 {
+                for j in 0..<columns / 2 {
+                    let window = [(0, 0), (0, 1), (1, 0), (1, 1)].map { plane * planeSize + (2 * i + $0.0) * columns + 2 * j + $0.1 }
+                    let winner = window.last { values[$0].isNaN }
+                        ?? window.first { values[$0] == window.map { values[$0] }.max()! }!
+                    expectedValues.append(values[winner])
+                    expectedGradient[winner] = Float(expectedValues.count)   // a distinct gradient per window
+                }
+            }
+        }
+        let leaf = makeLeaf(DoubleTensor([Double](repeating: 0, count: values.count), shape: shape))
+        let y = maxPool2D(Tensor(values, shape: shape).attached(to: leaf.node), kernelSize: 2)
+        #expect(y.scalars.map(\.bitPattern) == expectedValues.map(\.bitPattern))
+        y.backward(gradient: Tensor((1...expectedValues.count).map(Float.init), shape: y.shape))
+        #expect(leaf.node.gradient?.scalars == expectedGradient)
     }
 
     @Test("averagePool2D matches the reference, padding counted or not", arguments: PoolCase.all, [true, false])
