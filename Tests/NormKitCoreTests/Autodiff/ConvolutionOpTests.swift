@@ -257,6 +257,42 @@ struct ConvolutionOpTests {
         #expect(leaf.node.gradient?.scalars == expectedGradient)
     }
 
+    @Test("ReLU after 2×2 max pooling gives the outputs and input gradients of ReLU before it, bit for bit")
+    func reluCommutesWithMaxPooling() {
+        // SeedCNN pools before its ReLUs (see SeedCNN.forward for why that changes nothing); this
+        // is the claim on the two ops alone, for values and upstream gradients chosen to break it:
+        // ties, signed zeros, NaNs, infinities.
+        let shape = [3, 4, 6, 10]
+        var generator = SeededGenerator(seed: 13)
+        func draw(_ palette: [Float], _ count: Int) -> [Float] {
+            (0..<count).map { _ in palette[Int(generator.next() % UInt64(palette.count))] }
+        }
+        let values = draw([-2, -1, -1, -0.0, 0, 0.5, 1, 1, .nan, -.infinity, .infinity], shape.reduce(1, *))
+        let upstream = draw([1, -1, 0.25, -0.0, 0, .nan, .infinity], 3 * 4 * 3 * 5)
+        func run(_ body: (Tensor) -> Tensor) -> (output: [UInt32], gradient: [UInt32]) {
+            let leaf = makeLeaf(DoubleTensor([Double](repeating: 0, count: values.count), shape: shape))
+            let y = body(Tensor(values, shape: shape).attached(to: leaf.node))
+            y.backward(gradient: Tensor(upstream, shape: y.shape))
+            return (y.scalars.map(\.bitPattern), leaf.node.gradient?.scalars.map(\.bitPattern) ?? [])
+        }
+        let reluFirst = run { maxPool2D(relu($0), kernelSize: 2) }
+        let poolFirst = run { relu(maxPool2D($0, kernelSize: 2)) }
+        #expect(poolFirst.output == reluFirst.output)
+        #expect(poolFirst.gradient == reluFirst.gradient)
+        // The data has windows where the two orders pool to different winners (all values ≤ 0,
+        // the largest not first), which is where the gradients could have differed.
+        var differentWinners = 0
+        for plane in 0..<12 {
+            for i in 0..<3 {
+                for j in 0..<5 {
+                    let window = [0, 1, 10, 11].map { values[plane * 60 + 2 * i * 10 + 2 * j + $0] }
+                    if window.allSatisfy({ $0 <= 0 }) && window[0] != window.max()! { differentWinners += 1 }
+                }
+            }
+        }
+        #expect(differentWinners >= 5)
+    }
+
     @Test("averagePool2D matches the reference, padding counted or not", arguments: PoolCase.all, [true, false])
     func averagePooling(_ c: PoolCase, countsPadding: Bool) {
         let kernelArea = Double(c.kernel.height * c.kernel.width)

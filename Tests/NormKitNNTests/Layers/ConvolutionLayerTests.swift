@@ -144,6 +144,63 @@ struct SeedCNNTests {
         #expect(error.mismatchedKeys.map(\.found) == ["float[4, 1, 3, 3]", "float[128, 384]"])
     }
 
+    @Test("pooling before ReLU gives the outputs, gradients and running statistics of PyTorch's layer order, bit for bit")
+    func poolingBeforeReLUChangesNothing() throws {
+        // Images like Fashion-MNIST's: a background of exact zeros (a tie in every window there,
+        // after the convolution and batch norm too) and strokes of whole 1/255 steps.
+        let (count, side) = (16, 12)
+        var generator = SeededGenerator(seed: 20)
+        var pixels = [Float](repeating: 0, count: count * side * side)
+        for image in 0..<count {
+            let top = Int(generator.next() % 4), left = Int(generator.next() % 4)
+            for row in top..<top + 6 {
+                for column in left..<left + 5 {
+                    pixels[(image * side + row) * side + column] = Float(generator.next() % 8 * 32) / 255
+                }
+            }
+        }
+        let x = Tensor(pixels, shape: [count, 1, side, side])
+        let labels = (0..<count).map { $0 % 10 }
+        func trainingStep(_ forward: (SeedCNN) throws -> Tensor) throws -> (model: SeedCNN, output: Tensor) {
+            let model = SeedCNN(imageSize: Size2D(side), generator: SeededGenerator(seed: 21))
+            let output = try forward(model)
+            CrossEntropyLoss()(output, labels).backward()
+            return (model, output)
+        }
+        let pytorchOrder = try trainingStep { model in try model.namedChildren().reduce(x) { try $1.1($0) } }
+        let ours = try trainingStep { model in try model(x) }
+
+        #expect(ours.output.scalars.map(\.bitPattern) == pytorchOrder.output.scalars.map(\.bitPattern))
+        let expected = Dictionary(uniqueKeysWithValues: pytorchOrder.model.namedParameters())
+        #expect(ours.model.namedParameters().count == 14)
+        for (name, parameter) in ours.model.namedParameters() {
+            let gradient = try #require(parameter.gradient, "\(name) has no gradient")
+            #expect(gradient.scalars.map(\.bitPattern) == expected[name]?.gradient?.scalars.map(\.bitPattern), "\(name)")
+        }
+        let expectedState = pytorchOrder.model.stateDict()
+        for (name, value) in ours.model.stateDict() where name.contains("running") {
+            #expect(value.floatTensor.scalars.map(\.bitPattern)
+                        == expectedState[name]?.floatTensor.scalars.map(\.bitPattern), "\(name)")
+        }
+
+        // The batch-normalized activations that the first pooling sees hold tied windows both
+        // below and above 0: the cases where the order could have mattered.
+        let probe = SeedCNN(imageSize: Size2D(side), generator: SeededGenerator(seed: 21))
+        let normalized = try probe.bn1!(probe.conv1(x)).scalars
+        var tiedAtOrBelowZero = 0, tiedAboveZero = 0
+        for plane in 0..<count * 32 {
+            for i in 0..<side / 2 {
+                for j in 0..<side / 2 {
+                    let window = [0, 1, side, side + 1].map { normalized[plane * side * side + 2 * i * side + 2 * j + $0] }
+                    let maximum = window.max()!
+                    guard window.filter({ $0 == maximum }).count > 1 else { continue }
+                    if maximum > 0 { tiedAboveZero += 1 } else { tiedAtOrBelowZero += 1 }
+                }
+            }
+        }
+        #expect(tiedAtOrBelowZero > 100 && tiedAboveZero > 100, "\(tiedAtOrBelowZero) and \(tiedAboveZero) tied windows")
+    }
+
     @Test("maps (N, 1, 28, 28) images to (N, 10) logits")
     func shapes() throws {
         let model = SeedCNN(generator: SeededGenerator(seed: 13))
