@@ -10,7 +10,8 @@ import Darwin
 #endif
 
 /// The heap block behind a `Tensor`: `count` Float32 values, 64-byte aligned so
-/// that AVX-512 loads never straddle a cache line.
+/// that AVX-512 loads never straddle a cache line. Large blocks come from, and go back
+/// to, `LargeBlockCache`, so that a training step reuses the last step's.
 ///
 /// Storage is shared between tensor values until one of them mutates
 /// (copy-on-write, see `Tensor.makeUnique()`); it is never resized.
@@ -26,8 +27,7 @@ final class TensorStorage: @unchecked Sendable {
         #if DEBUG
         TensorStorage.countAllocation()
         #endif
-        let raw = UnsafeMutableRawPointer.allocate(
-            byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        let raw = LargeBlockCache.shared.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride)
         self.base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
@@ -44,7 +44,9 @@ final class TensorStorage: @unchecked Sendable {
         return clone
     }
 
-    deinit { UnsafeMutableRawPointer(base).deallocate() }
+    deinit {
+        LargeBlockCache.shared.deallocate(UnsafeMutableRawPointer(base), byteCount: max(count, 1) * MemoryLayout<Float>.stride)
+    }
 }
 
 #if DEBUG
