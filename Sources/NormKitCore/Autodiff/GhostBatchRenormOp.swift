@@ -222,11 +222,13 @@ func _batchNorm(
     let hasGamma = gamma != nil, hasBeta = beta != nil
     let saved = groups.map(\.savedForBackward)
     output.record("batchNorm", inputs: inputs) { g in
-        var dxValues = [Float](repeating: 0, count: wantsInputGradient ? x.scalarCount : 0)
+        // Uninitialized: the groups cover the input and batchNormBackward writes all of each
+        // (a zeroed array copied into a tensor cost a fill and a copy of the largest activation).
+        var dx = Tensor(shape: wantsInputGradient ? x.shape : [0]) { _ in }
         var dGamma = [Double](repeating: 0, count: channels), dBeta = [Double](repeating: 0, count: channels)
         x.withUnsafeBufferPointer { px in
             g.withUnsafeBufferPointer { pg in
-                dxValues.withUnsafeMutableBufferPointer { dx in
+                dx.withUnsafeMutableBufferPointer { dx in
                     for group in saved {
                         // The kernel's γ is the effective scale of x̂: γ·r under renormalization.
                         let effectiveGamma: [Float]? = switch (gammaValues, group.correction) {
@@ -270,7 +272,7 @@ func _batchNorm(
                 }
             }
         }
-        var gradients: [Tensor?] = [wantsInputGradient ? Tensor(dxValues, shape: x.shape) : nil]
+        var gradients: [Tensor?] = [wantsInputGradient ? dx : nil]
         if hasGamma { gradients.append(Tensor(dGamma.map { Float($0) })) }
         if hasBeta { gradients.append(Tensor(dBeta.map { Float($0) })) }
         return gradients
