@@ -85,15 +85,32 @@ private func _copyShort(_ source: UnsafePointer<Float>, to target: UnsafeMutable
     while i < count { target[i] = source[i]; i += 1 }
 }
 
-/// Sets `count` floats to 0 with vector stores (see `_copyShort`).
+/// Sets `count` floats to 0 with vector stores, the last one overlapping the one before when
+/// `count` is not a multiple of the width, and at most three single stores. No loop over
+/// single floats: LLVM turns one into a call to memset, and these runs are short — the
+/// padding im2col zeroes is often one float per row — so that the calls (half a million per
+/// seed-CNN training step) cost more than the stores.
 @inline(__always)
 private func _zeroShort(_ target: UnsafeMutablePointer<Float>, count: Int) {
-    var i = 0
-    while i + 16 <= count {
-        UnsafeMutableRawPointer(target + i).storeBytes(of: SIMD16<Float>(), as: SIMD16<Float>.self)
-        i += 16
+    if count >= 16 {
+        var i = 0
+        while i + 16 < count {
+            UnsafeMutableRawPointer(target + i).storeBytes(of: SIMD16<Float>(), as: SIMD16<Float>.self)
+            i += 16
+        }
+        UnsafeMutableRawPointer(target + count - 16).storeBytes(of: SIMD16<Float>(), as: SIMD16<Float>.self)
+    } else if count >= 4 {
+        var i = 0
+        while i + 4 < count {
+            UnsafeMutableRawPointer(target + i).storeBytes(of: SIMD4<Float>(), as: SIMD4<Float>.self)
+            i += 4
+        }
+        UnsafeMutableRawPointer(target + count - 4).storeBytes(of: SIMD4<Float>(), as: SIMD4<Float>.self)
+    } else {
+        if count > 0 { target[0] = 0 }
+        if count > 1 { target[1] = 0 }
+        if count > 2 { target[2] = 0 }
     }
-    while i < count { target[i] = 0; i += 1 }
 }
 
 /// Adds `count` floats of `source` onto `target` with vector operations.
