@@ -257,6 +257,33 @@ struct ConvolutionOpTests {
         #expect(leaf.node.gradient?.scalars == expectedGradient)
     }
 
+    @Test("maxPool2DBackward 2×2 writes every input gradient: the arg-max's gradient (a −0 as +0) and 0 elsewhere",
+          arguments: [Size2D(4, 6), Size2D(5, 7), Size2D(3, 2)])
+    func maxPoolingBackwardWritesEverything(_ size: Size2D) {
+        // SeedCNN.forward's argument for pooling before ReLU rests on this: the arg-max receives
+        // +0 + g, so the same bits whether g is ReLU's gradient or passed through it.
+        // Called directly, onto NaN: the row and column an odd size leaves out must be written too.
+        let window = SlidingWindow(inputSize: size, window: 2, stride: 2, padding: 0, dilation: 1, what: "test")
+        let planes = 2, inputPlane = size.height * size.width
+        let outputPlane = window.outputSize.height * window.outputSize.width
+        var generator = SeededGenerator(seed: 14)
+        let input = (0..<planes * inputPlane).map { _ in generator.nextUnitFloat() }
+        var output = [Float](repeating: 0, count: planes * outputPlane)
+        var argmax = [Int32](repeating: 0, count: planes * outputPlane)
+        maxPool2DForward(input: input, planes: planes, window: window, output: &output, argmax: &argmax)
+        let palette: [Float] = [1.5, -0.0, -2, 0]
+        let gradient = (0..<output.count).map { palette[$0 % palette.count] }
+        var inputGradient = [Float](repeating: .nan, count: input.count)
+        maxPool2DBackward(outputGradient: gradient, argmax: argmax, planes: planes, window: window,
+                          inputGradient: &inputGradient)
+        var expected = [Float](repeating: 0, count: input.count)
+        for (position, index) in argmax.enumerated() {
+            expected[position / outputPlane * inputPlane + Int(index)] = 0 + gradient[position]
+        }
+        #expect(inputGradient.map(\.bitPattern) == expected.map(\.bitPattern))
+        #expect(expected.contains { $0 == 0 && $0.sign == .plus } && !expected.contains { $0.sign == .minus && $0 == 0 })
+    }
+
     @Test("ReLU after 2×2 max pooling gives the outputs and input gradients of ReLU before it, bit for bit")
     func reluCommutesWithMaxPooling() {
         // SeedCNN pools before its ReLUs (see SeedCNN.forward for why that changes nothing); this
