@@ -10,7 +10,8 @@ struct LinearShape: Sendable, CustomTestStringConvertible {
 /// The three products against Double references, including every tail the
 /// small kernels have (rows and outputs not multiples of 4, inputs not
 /// multiples of 16 or 64) and the seed MLP's shapes; rows above
-/// `smallLinearRowLimit` take `sgemm` and must agree too.
+/// `smallLinearRowLimit` take `sgemm` and must agree too, and products above
+/// `parallelLinearWork` are split over the threads.
 @Suite("Linear kernels")
 struct LinearKernelTests {
     static let shapes = [
@@ -18,6 +19,8 @@ struct LinearKernelTests {
         LinearShape(rows: 1, inFeatures: 1, outFeatures: 1), LinearShape(rows: 5, inFeatures: 37, outFeatures: 3),
         LinearShape(rows: 7, inFeatures: 80, outFeatures: 6), LinearShape(rows: 13, inFeatures: 143, outFeatures: 9),
         LinearShape(rows: smallLinearRowLimit + 3, inFeatures: 70, outFeatures: 5),
+        // Above `parallelLinearWork`: split over the threads.
+        LinearShape(rows: 37, inFeatures: 1_000, outFeatures: 131),
     ]
 
     /// |error| ≤ 2·√k·ε·Σ|a·b| + the final rounding: the bound a Float dot product of k terms meets.
@@ -91,6 +94,35 @@ struct LinearKernelTests {
         expectClose(y, yReference, magnitudes: yMagnitude, depth: inputs + 1, "y", shape)
         expectClose(dW, dWReference, magnitudes: dWMagnitude, depth: rows, "dW", shape)
         expectClose(dx, dxReference, magnitudes: dxMagnitude, depth: outputs, "dx", shape)
+    }
+
+    @Test("a product split over the threads gives the bits it gives on one thread",
+          arguments: [LinearShape(rows: 37, inFeatures: 1_000, outFeatures: 131),
+                      LinearShape(rows: 64, inFeatures: 513, outFeatures: 128)])
+    func splitChangesNoBit(shape: LinearShape) {
+        let (rows, inputs, outputs) = (shape.rows, shape.inFeatures, shape.outFeatures)
+        #expect(rows * inputs * outputs >= parallelLinearWork)
+        let x = randomValues([rows, inputs], seed: 8).values.map { Float($0) }
+        let w = randomValues([outputs, inputs], seed: 9).values.map { Float($0) }
+        let dy = randomValues([rows, outputs], seed: 10).values.map { Float($0) }
+        func products(threads: Int) -> [[Float]] {
+            let saved = Threading.count
+            defer { Threading.count = saved }
+            Threading.count = threads
+            var y = [Float](repeating: .nan, count: rows * outputs)
+            var dW = [Float](repeating: .nan, count: outputs * inputs)
+            var dx = [Float](repeating: .nan, count: rows * inputs)
+            linearForward(input: x, rows: rows, inFeatures: inputs, weight: w, outFeatures: outputs, bias: nil, output: &y)
+            linearWeightGradient(outputGradient: dy, input: x, rows: rows, inFeatures: inputs, outFeatures: outputs,
+                                 weightGradient: &dW)
+            linearInputGradient(outputGradient: dy, weight: w, rows: rows, inFeatures: inputs, outFeatures: outputs,
+                                inputGradient: &dx)
+            return [y, dW, dx]
+        }
+        let serial = products(threads: 1), split = products(threads: 3)
+        for (name, index) in [("y", 0), ("dW", 1), ("dx", 2)] {
+            #expect(split[index].map(\.bitPattern) == serial[index].map(\.bitPattern), "\(name)")
+        }
     }
 
     @Test("the small kernels write only their outputs (neighbouring memory is untouched)")
