@@ -19,8 +19,12 @@
 //   cache once the output streams through, and lines taken last to first
 //   restart the prefetchers at every line (the NCHW backward of
 //   (64, 64, 56, 56) and (128, 256, 14, 14) took 1.35–1.5× as long).
-// - Inner loops work on SIMD16<Float> (one AVX-512 register with the
-//   `NativeCPU` trait) with a scalar tail; sums are kept in SIMD8<Double>.
+// - Channels-first inner loops work on SIMD16<Float> (one AVX-512 register
+//   with the `NativeCPU` trait) with a scalar tail; sums are kept in
+//   SIMD8<Double>. Channels-last rows are cut into runs of 64, 16 and 1
+//   channels (ChannelRuns.swift) and taken 4 rows at a time, so a run's
+//   constants or partial sums stay in registers over 4 rows instead of being
+//   reloaded (and, for sums, stored) for every row.
 // - Work below `_BatchNormTuning.parallelGrain` elements per thread runs on
 //   the calling thread; nothing allocates on the heap for small shapes.
 //
@@ -45,17 +49,7 @@ enum _BatchNormTuning {
     static let shiftTolerance = 16.0
 }
 
-// MARK: - SIMD helpers
-
-@inline(__always)
-private func _load8(_ p: UnsafePointer<Double>) -> SIMD8<Double> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Double>.self)
-}
-
-@inline(__always)
-private func _store8(_ value: SIMD8<Double>, _ p: UnsafeMutablePointer<Double>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD8<Double>.self)
-}
+// MARK: - Splitting the work
 
 /// How many chunks to split `work` elements into: `threads` when given
 /// (tests force a split), else as many as `Threading.count` allows with at least
@@ -73,17 +67,6 @@ private func _part(_ chunk: Int, of chunks: Int, count: Int) -> Range<Int> {
 }
 
 // MARK: - Shifted sums
-
-/// q + d·d, one fused instruction where the target has FMA (the default
-/// x86-64 target would call `fma` from libm per lane instead).
-@inline(__always)
-private func _addSquare(_ q: SIMD8<Double>, _ d: SIMD8<Double>) -> SIMD8<Double> {
-    #if NativeCPU
-    return q.addingProduct(d, d)
-    #else
-    return q + d * d
-    #endif
-}
 
 /// Σ(x − k) and Σ(x − k)² in Double over `rows` lines of `length` floats,
 /// `rowStride` apart. Four independent accumulator pairs keep the adds'
@@ -122,29 +105,51 @@ private func _shiftedSums(_ first: UnsafePointer<Float>, rows: Int, rowStride: I
     return (sum + ((s0 + s1) + (s2 + s3)).sum(), squares + ((q0 + q1) + (q2 + q3)).sum())
 }
 
-/// Adds Σ(x − k[c]) and Σ(x − k[c])² of `rows` channels-last rows into `sums`
-/// and `squares` (`channels` Doubles each).
+/// Channels-last rows handled per visit of a channel slice: its constants or
+/// partial sums are loaded once and used on this many rows.
+private let _rowBlock = 4
+
+/// Calls `body(firstRow, count)` on `rows` cut into blocks of `_rowBlock` rows
+/// (the last one shorter). Full blocks pass the constant `_rowBlock`, so the
+/// body's row loop unrolls.
+@inline(__always)
+private func _forEachRowBlock(_ rows: Range<Int>, _ body: (_ first: Int, _ count: Int) -> Void) {
+    var row = rows.lowerBound
+    while row &+ _rowBlock <= rows.upperBound {
+        body(row, _rowBlock)
+        row &+= _rowBlock
+    }
+    if row < rows.upperBound { body(row, rows.upperBound &- row) }
+}
+
+/// Adds Σ(x − k[c]) and Σ(x − k[c])² of channels-last rows into `sums` and
+/// `squares` (`channels` Doubles each). Rows go in blocks of `_rowBlock`: each
+/// run of channels loads its shifts and partial sums once per block and keeps
+/// them in registers over the block's rows (a store and reload per row made
+/// this pass twice as slow as reading the data).
 @inline(__always)
 private func _addShiftedRowSums(_ x: UnsafePointer<Float>, rows: Range<Int>, channels: Int,
                                 shift k: UnsafePointer<Double>,
                                 sums: UnsafeMutablePointer<Double>, squares: UnsafeMutablePointer<Double>) {
-    for row in rows {
-        let line = x + row * channels
+    _forEachRowBlock(rows) { row, count in
+        let line = x + row &* channels
+        @inline(__always) func runs<V: _ChannelRun>(_: V.Type, from c: inout Int) {
+            while c &+ V.width <= channels {
+                let kv = V.Sums(k + c)
+                var s = V.Sums(sums + c), q = V.Sums(squares + c)
+                for r in 0..<count {
+                    let d = V(line + (r &* channels &+ c)).inDouble - kv
+                    s = s + d
+                    q = q.addingSquare(d)
+                }
+                s.store(to: sums + c)
+                q.store(to: squares + c)
+                c &+= V.width
+            }
+        }
         var c = 0
-        while c + 16 <= channels {
-            let v = _load16(line + c)
-            let d0 = SIMD8<Double>(v.lowHalf) - _load8(k + c), d1 = SIMD8<Double>(v.highHalf) - _load8(k + c + 8)
-            _store8(_load8(sums + c) + d0, sums + c)
-            _store8(_load8(sums + c + 8) + d1, sums + c + 8)
-            _store8(_load8(squares + c) + d0 * d0, squares + c)
-            _store8(_load8(squares + c + 8) + d1 * d1, squares + c + 8)
-            c += 16
-        }
-        while c < channels {
-            let d = Double(line[c]) - k[c]
-            sums[c] += d; squares[c] += d * d
-            c += 1
-        }
+        runs(SIMD16<Float>.self, from: &c)
+        runs(Float.self, from: &c)
     }
 }
 
@@ -243,31 +248,38 @@ private func _applyLine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Flo
                         center: Float, scale: Float, shift: Float) {
     let cv = SIMD16<Float>(repeating: center), av = SIMD16<Float>(repeating: scale), bv = SIMD16<Float>(repeating: shift)
     var i = 0
-    while i + 16 <= count {
-        _store16((_load16(x + i) - cv) * av + bv, y + i)
-        i += 16
+    while i &+ 16 <= count {
+        _store16(_fusedMultiplyAdd(bv, _load16(x + i) - cv, av), y + i)
+        i &+= 16
     }
     while i < count {
-        y[i] = (x[i] - center) * scale + shift
-        i += 1
+        y[i] = _fusedMultiplyAdd(shift, x[i] - center, scale)
+        i &+= 1
     }
 }
 
-/// y = (x − centre[c])·scale[c] + shift[c] over channels-last rows, vectorized across channels.
+/// y = (x − centre[c])·scale[c] + shift[c] over channels-last rows, vectorized
+/// across channels; each run of channels keeps its constants in registers
+/// over a block of `_rowBlock` rows.
 @inline(__always)
 private func _applyRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>, channels: Int,
                         center: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>) {
-    for row in rows {
-        let line = x + row * channels, out = y + row * channels
+    _forEachRowBlock(rows) { row, count in
+        let line = x + row &* channels, out = y + row &* channels
+        @inline(__always) func runs<V: _ChannelRun>(_: V.Type, from c: inout Int) {
+            while c &+ V.width <= channels {
+                let cv = V(center + c), av = V(scale + c), bv = V(shift + c)
+                for r in 0..<count {
+                    let i = r &* channels &+ c
+                    bv.adding(V(line + i) - cv, times: av).store(to: out + i)
+                }
+                c &+= V.width
+            }
+        }
         var c = 0
-        while c + 16 <= channels {
-            _store16((_load16(line + c) - _load16(center + c)) * _load16(scale + c) + _load16(shift + c), out + c)
-            c += 16
-        }
-        while c < channels {
-            out[c] = (line[c] - center[c]) * scale[c] + shift[c]
-            c += 1
-        }
+        runs(_Floats64.self, from: &c)
+        runs(SIMD16<Float>.self, from: &c)
+        runs(Float.self, from: &c)
     }
 }
 
@@ -425,56 +437,67 @@ private func _inputGradientLine(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<F
     let bv = SIMD16<Float>(repeating: b), kv = SIMD16<Float>(repeating: k)
     var i = 0
     while i + 16 <= count {
-        _store16(_load16(dy + i) * av + (_load16(x + i) - mv) * bv + kv, dx + i)
-        i += 16
+        _store16(_fusedMultiplyAdd(_fusedMultiplyAdd(kv, _load16(x + i) - mv, bv), _load16(dy + i), av), dx + i)
+        i &+= 16
     }
     while i < count {
-        dx[i] = dy[i] * a + (x[i] - mean) * b + k
-        i += 1
+        dx[i] = _fusedMultiplyAdd(_fusedMultiplyAdd(k, x[i] - mean, b), dy[i], a)
+        i &+= 1
     }
 }
 
-/// Adds Σdy and Σdy·(x − mean[c]) of channels-last rows into `sums`, `products`.
+/// Adds Σdy and Σdy·(x − mean[c]) of channels-last rows into `sums`, `products`;
+/// each run of channels keeps its partial sums in registers over a block of
+/// `_rowBlock` rows.
 @inline(__always)
 private func _addGradientRowSums(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, rows: Range<Int>, channels: Int,
                                  mean: UnsafePointer<Float>,
                                  sums: UnsafeMutablePointer<Double>, products: UnsafeMutablePointer<Double>) {
-    for row in rows {
-        let xl = x + row * channels, gl = dy + row * channels
+    _forEachRowBlock(rows) { row, count in
+        let xl = x + row &* channels, gl = dy + row &* channels
+        @inline(__always) func runs<V: _ChannelRun>(_: V.Type, from c: inout Int) {
+            while c &+ V.width <= channels {
+                let mv = V(mean + c)
+                var s = V.Sums(sums + c), p = V.Sums(products + c)
+                for r in 0..<count {
+                    let i = r &* channels &+ c
+                    let g = V(gl + i)
+                    s = s + g.inDouble
+                    p = p + (g * (V(xl + i) - mv)).inDouble
+                }
+                s.store(to: sums + c)
+                p.store(to: products + c)
+                c &+= V.width
+            }
+        }
         var c = 0
-        while c + 16 <= channels {
-            let g = _load16(gl + c)
-            let product = g * (_load16(xl + c) - _load16(mean + c))
-            _store8(_load8(sums + c) + SIMD8<Double>(g.lowHalf), sums + c)
-            _store8(_load8(sums + c + 8) + SIMD8<Double>(g.highHalf), sums + c + 8)
-            _store8(_load8(products + c) + SIMD8<Double>(product.lowHalf), products + c)
-            _store8(_load8(products + c + 8) + SIMD8<Double>(product.highHalf), products + c + 8)
-            c += 16
-        }
-        while c < channels {
-            sums[c] += Double(gl[c]); products[c] += Double(gl[c] * (xl[c] - mean[c]))
-            c += 1
-        }
+        runs(SIMD16<Float>.self, from: &c)
+        runs(Float.self, from: &c)
     }
 }
 
-/// dx = dy·a[c] + (x − mean[c])·b[c] + k[c] over channels-last rows.
+/// dx = dy·a[c] + (x − mean[c])·b[c] + k[c] over channels-last rows; each run
+/// of channels keeps its coefficients in registers over a block of `_rowBlock` rows.
 @inline(__always)
 private func _inputGradientRows(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                                 rows: Range<Int>, channels: Int, mean: UnsafePointer<Float>,
                                 a: UnsafePointer<Float>, b: UnsafePointer<Float>, k: UnsafePointer<Float>) {
-    for row in rows {
-        let xl = x + row * channels, gl = dy + row * channels, out = dx + row * channels
+    _forEachRowBlock(rows) { row, count in
+        let xl = x + row &* channels, gl = dy + row &* channels, out = dx + row &* channels
+        @inline(__always) func runs<V: _ChannelRun>(_: V.Type, from c: inout Int) {
+            while c &+ V.width <= channels {
+                let mv = V(mean + c), av = V(a + c), bv = V(b + c), kv = V(k + c)
+                for r in 0..<count {
+                    let i = r &* channels &+ c
+                    kv.adding(V(xl + i) - mv, times: bv).adding(V(gl + i), times: av).store(to: out + i)
+                }
+                c &+= V.width
+            }
+        }
         var c = 0
-        while c + 16 <= channels {
-            _store16(_load16(gl + c) * _load16(a + c) + (_load16(xl + c) - _load16(mean + c)) * _load16(b + c)
-                     + _load16(k + c), out + c)
-            c += 16
-        }
-        while c < channels {
-            out[c] = gl[c] * a[c] + (xl[c] - mean[c]) * b[c] + k[c]
-            c += 1
-        }
+        runs(_Floats64.self, from: &c)
+        runs(SIMD16<Float>.self, from: &c)
+        runs(Float.self, from: &c)
     }
 }
 

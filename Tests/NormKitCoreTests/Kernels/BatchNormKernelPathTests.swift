@@ -6,12 +6,17 @@ import Testing
 /// tasks and channels-last row chunks with partial sums, split across 1 or 3
 /// chunks (`threads:`) or as the kernels choose (nil), each against a Double
 /// reference. `BatchNormKernelTests` covers the definitions on tiny shapes.
+///
+/// Channels-last rows are cut into runs of 64, 16 and 1 channels and taken in
+/// blocks of 4 rows: 83 = 64 + 16 + 3 channels and 9 or 53 rows (not multiples
+/// of 4, so every chunk ends with a short block) reach every combination.
 @Suite("batch-norm kernel paths")
 struct BatchNormKernelPathTests {
     /// (outer, channels, inner): channels-first with inner 37 = 2·16 + 5 and 16,
     /// and 70 channels (more than one 64-channel block per thread);
-    /// channels-last (inner 1) with 19 = 16 + 3 and 32 channels.
-    static let layouts = [(7, 5, 37), (3, 4, 16), (2, 70, 17), (53, 19, 1), (40, 32, 1)]
+    /// channels-last (inner 1) with 19 = 16 + 3, 32, 83 = 64 + 16 + 3 and
+    /// 128 = 2·64 channels.
+    static let layouts = [(7, 5, 37), (3, 4, 16), (2, 70, 17), (53, 19, 1), (40, 32, 1), (9, 83, 1), (10, 128, 1)]
     static let splits: [Int?] = [nil, 1, 3]
 
     private func channelOf(_ i: Int, channels: Int, inner: Int) -> Int { (i / inner) % channels }
@@ -144,6 +149,53 @@ struct BatchNormKernelPathTests {
         for c in 0..<channels {
             #expect(isClose(mean[c], expected.mean[c], relative: 1e-12, absolute: 1e-14), "mean[\(c)]")
             #expect(isClose(variance[c], expected.variance[c], relative: 1e-12, absolute: 0), "variance[\(c)]")
+        }
+    }
+
+    /// Elementwise passes give the same bits however the rows are split: a
+    /// value's arithmetic does not depend on which chunk or row block it is in.
+    @Test(arguments: [(53, 83, 1), (5, 7, 37)])
+    func applyIsIdenticalForEveryThreadCount(layout: (Int, Int, Int)) {
+        let (outer, channels, inner) = layout
+        let x = randomValues([outer * channels * inner], seed: 185).values.map { Float($0) }
+        let center = randomValues([channels], seed: 186).values.map { Float($0) }
+        let scale = randomValues([channels], in: 0.5...2, seed: 187).values.map { Float($0) }
+        let shift = randomValues([channels], seed: 188).values.map { Float($0) }
+        let outputs = [1, 2, 3].map { threads in
+            var y = [Float](repeating: .nan, count: x.count)
+            x.withUnsafeBufferPointer { xp in
+                scale.withUnsafeBufferPointer { sp in
+                    shift.withUnsafeBufferPointer { bp in
+                        center.withUnsafeBufferPointer { cp in
+                            y.withUnsafeMutableBufferPointer { yp in
+                                batchNormApply(xp, outer: outer, channels: channels, inner: inner, scale: sp, shift: bp,
+                                               center: cp, output: yp, threads: threads)
+                            }
+                        }
+                    }
+                }
+            }
+            return y
+        }
+        #expect(outputs[1] == outputs[0])
+        #expect(outputs[2] == outputs[0])
+    }
+
+    /// Split sums differ only in the order Doubles are added: the statistics of
+    /// 1, 2 and 3 chunks agree to a few Double roundings.
+    @Test(arguments: [(53, 83, 1), (5, 7, 37)])
+    func statisticsAgreeForEveryThreadCount(layout: (Int, Int, Int)) {
+        let (outer, channels, inner) = layout
+        let x = randomValues([outer * channels * inner], in: -3...5, seed: 189).values.map { Float($0) }
+        let (mean, variance) = statistics(x, outer: outer, channels: channels, inner: inner, threads: 1)
+        for threads in [2, 3] {
+            let (splitMean, splitVariance) = statistics(x, outer: outer, channels: channels, inner: inner,
+                                                        threads: threads)
+            for c in 0..<channels {
+                #expect(isClose(splitMean[c], mean[c], relative: 1e-14, absolute: 1e-15), "mean[\(c)], \(threads) chunks")
+                #expect(isClose(splitVariance[c], variance[c], relative: 1e-14, absolute: 0),
+                        "variance[\(c)], \(threads) chunks")
+            }
         }
     }
 }
