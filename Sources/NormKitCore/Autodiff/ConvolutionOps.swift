@@ -91,14 +91,18 @@ public func maxPool2D(_ input: Tensor, kernelSize: Size2D, stride: Size2D? = nil
                                 dilation: dilation, what: "maxPool2D")
     let planes = input.shape[0] * input.shape[1]
     let outputShape = [input.shape[0], input.shape[1], window.outputSize.height, window.outputSize.width]
-    var argmax = [Int32](repeating: 0, count: outputShape.reduce(1, *))
-    var output = Tensor(shape: outputShape) { y in
+    var output = Tensor(shape: outputShape) { _ in }
+    // Uninitialized: maxPool2DForward writes every index (zeroing them first was a pass over
+    // 1.6 MB per step for the seed CNN's first pooling).
+    let argmax = [Int32](unsafeUninitializedCapacity: output.scalarCount) { indices, initialized in
+        guard let base = indices.baseAddress else { return }   // no outputs (an empty batch)
         input.withUnsafeBufferPointer { x in
-            argmax.withUnsafeMutableBufferPointer { indices in
+            output.withUnsafeMutableBufferPointer { y in
                 maxPool2DForward(input: x.baseAddress!, planes: planes, window: window, output: y.baseAddress!,
-                                 argmax: indices.baseAddress!)
+                                 argmax: base)
             }
         }
+        initialized = indices.count
     }
     let inputShape = input.shape
     output.record("maxPool2D", inputs: [input]) { g in

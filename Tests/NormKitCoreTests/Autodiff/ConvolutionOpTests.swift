@@ -167,6 +167,15 @@ struct ConvolutionOpTests {
         }
     }
 
+    @Test("maxPool2D of an empty batch is an empty batch, and its gradient too")
+    func maxPoolingEmptyBatch() {
+        let leaf = makeLeaf(DoubleTensor([], shape: [0, 2, 4, 5]))
+        let y = maxPool2D(Tensor.zeros([0, 2, 4, 5]).attached(to: leaf.node), kernelSize: 2)
+        #expect(y.shape == [0, 2, 2, 2])
+        y.backward(gradient: Tensor.zeros([0, 2, 2, 2]))
+        #expect(leaf.node.gradient?.shape == [0, 2, 4, 5])
+    }
+
     @Test("maxPool2D with dilation 2 matches the reference")
     func dilatedMaxPooling() {
         expectGradientsMatchFiniteDifferences(at: [randomValues([1, 2, 6, 6], seed: 7)]) { t in
