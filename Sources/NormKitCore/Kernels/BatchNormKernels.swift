@@ -8,10 +8,10 @@
 // How they are fast (numbers in Benchmarks/README.md):
 // - Every pass sweeps memory in order (what hardware prefetchers follow best;
 //   walking one channel of an NCHW tensor at a time, in pieces of `inner`
-//   floats a whole row apart, measured 3–4× slower). Threads take ranges of
-//   the outer index, each with its own per-channel partial sums, added up
-//   afterwards. Channels-first rows are `inner` floats of one channel;
-//   channels-last rows (inner == 1) are vectorized across channels.
+//   floats a whole row apart, measured 3–4× slower). Threads take contiguous
+//   ranges of channels-last rows or channels-first lines (`inner` floats of
+//   one channel), each with its own per-channel partial sums, added up
+//   afterwards. Channels-last rows (inner == 1) are vectorized across channels.
 // - The second pass of the training forward and of the backward (apply after
 //   the statistics, dx after the sums) runs forward over the rows its chunk
 //   read in the first. Running it in reverse, to start on what the first pass
@@ -61,6 +61,17 @@ enum _BatchNormTuning {
 private func _chunkCount(work: Int, units: Int, threads: Int?) -> Int {
     let wanted = threads ?? min(Threading.count, work / _BatchNormTuning.parallelGrain)
     return max(1, min(wanted, units))
+}
+
+/// What threads split: channels-last rows (each holds every channel), or
+/// channels-first lines (`inner` values of one channel, `outer · channels` of
+/// them in memory order). Splitting lines rather than whole rows keeps the
+/// chunks contiguous and balanced for any batch size, and still splits when
+/// outer is 1 (one group-norm call normalizes all its rows as channels of
+/// outer 1).
+@inline(__always)
+private func _splitUnits(outer: Int, channels: Int, inner: Int) -> Int {
+    inner == 1 ? outer : outer * channels
 }
 
 /// The `chunk`-th of `chunks` near-equal parts of 0..<count.
@@ -182,18 +193,16 @@ private func _sweepStatistics(_ x: UnsafePointer<Float>, outer: Int, channels: I
         partials.update(repeating: 0, count: 2 * chunks * channels)
         Threading.parallelFor(chunks: chunks) { chunk in
             let sums = partials + 2 * chunk * channels, squares = sums + channels
-            let rows = _part(chunk, of: chunks, count: outer)
             if inner == 1 {
-                _addShiftedRowSums(x, rows: rows, channels: channels, shift: k, sums: sums, squares: squares)
+                _addShiftedRowSums(x, rows: _part(chunk, of: chunks, count: outer), channels: channels, shift: k,
+                                   sums: sums, squares: squares)
                 return
             }
-            for row in rows {
-                for c in 0..<channels {
-                    let (s, q) = _shiftedSums(x + (row * channels + c) * inner, rows: 1, rowStride: 0, length: inner,
-                                              shift: k[c])
-                    sums[c] += s
-                    squares[c] += q
-                }
+            for line in _part(chunk, of: chunks, count: outer * channels) {
+                let c = line % channels
+                let (s, q) = _shiftedSums(x + line * inner, rows: 1, rowStride: 0, length: inner, shift: k[c])
+                sums[c] += s
+                squares[c] += q
             }
         }
         var wellCentred = true
@@ -239,7 +248,8 @@ public func batchNormStatistics(
         return
     }
     let px = x.baseAddress!, pm = mean.baseAddress!, pv = variance.baseAddress!
-    let chunks = _chunkCount(work: x.count, units: outer, threads: threads)
+    let chunks = _chunkCount(work: x.count, units: _splitUnits(outer: outer, channels: channels, inner: inner),
+                             threads: threads)
     _sweepStatistics(px, outer: outer, channels: channels, inner: inner, chunks: chunks, mean: pm, variance: pv)
 }
 
@@ -381,7 +391,8 @@ public func batchNormTrainingForward(
         return
     }
     let px = x.baseAddress!, py = y.baseAddress!, pm = mean.baseAddress!, pv = variance.baseAddress!
-    let chunks = _chunkCount(work: x.count, units: outer, threads: threads)
+    let chunks = _chunkCount(work: x.count, units: _splitUnits(outer: outer, channels: channels, inner: inner),
+                             threads: threads)
     _sweepStatistics(px, outer: outer, channels: channels, inner: inner, chunks: chunks, mean: pm, variance: pv)
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * channels) { constants in
         let center = constants.baseAddress!, scale = center + channels, shift = scale + channels
@@ -390,16 +401,15 @@ public func batchNormTrainingForward(
             (center[c], scale[c], shift[c]) = (k.center, k.scale, k.shift)
         }
         Threading.parallelFor(chunks: chunks) { chunk in
-            let rows = _part(chunk, of: chunks, count: outer)
             if inner == 1 {
-                _applyRows(px, py, rows: rows, channels: channels, center: center, scale: scale, shift: shift)
+                _applyRows(px, py, rows: _part(chunk, of: chunks, count: outer), channels: channels, center: center,
+                           scale: scale, shift: shift)
                 return
             }
-            for row in rows {
-                for c in 0..<channels {
-                    let line = (row * channels + c) * inner
-                    _applyLine(px + line, py + line, count: inner, center: center[c], scale: scale[c], shift: shift[c])
-                }
+            for line in _part(chunk, of: chunks, count: outer * channels) {
+                let c = line % channels
+                _applyLine(px + line * inner, py + line * inner, count: inner, center: center[c], scale: scale[c],
+                           shift: shift[c])
             }
         }
     }
@@ -563,24 +573,23 @@ public func batchNormBackward(
                                           invstd: pinvstd[c], residual: presidual?[c] ?? 0,
                                           statisticsFromBatch: statisticsFromBatch)
     }
-    let chunks = _chunkCount(work: x.count, units: max(outer, 1), threads: threads)
+    let chunks = _chunkCount(work: x.count, units: max(_splitUnits(outer: outer, channels: channels, inner: inner), 1),
+                             threads: threads)
     withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * chunks * channels) { scratch in
         let partials = scratch.baseAddress!
         partials.update(repeating: 0, count: 2 * chunks * channels)
         Threading.parallelFor(chunks: chunks) { chunk in
             let sums = partials + 2 * chunk * channels, products = sums + channels
-            let rows = _part(chunk, of: chunks, count: outer)
             if inner == 1 {
-                _addGradientRowSums(px, pdy, rows: rows, channels: channels, mean: pmean, sums: sums, products: products)
+                _addGradientRowSums(px, pdy, rows: _part(chunk, of: chunks, count: outer), channels: channels,
+                                    mean: pmean, sums: sums, products: products)
                 return
             }
-            for row in rows {
-                for c in 0..<channels {
-                    let line = (row * channels + c) * inner
-                    let (s, p) = _gradientSums(px + line, pdy + line, rows: 1, rowStride: 0, length: inner, mean: pmean[c])
-                    sums[c] += s
-                    products[c] += p
-                }
+            for line in _part(chunk, of: chunks, count: outer * channels) {
+                let c = line % channels, start = line * inner
+                let (s, p) = _gradientSums(px + start, pdy + start, rows: 1, rowStride: 0, length: inner, mean: pmean[c])
+                sums[c] += s
+                products[c] += p
             }
         }
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * channels) { coefficients in
@@ -595,17 +604,15 @@ public func batchNormBackward(
             }
             guard let pdx else { return }
             Threading.parallelFor(chunks: chunks) { chunk in
-                let rows = _part(chunk, of: chunks, count: outer)
                 if inner == 1 {
-                    _inputGradientRows(px, pdy, pdx, rows: rows, channels: channels, mean: pmean, a: a, b: b, k: k)
+                    _inputGradientRows(px, pdy, pdx, rows: _part(chunk, of: chunks, count: outer), channels: channels,
+                                       mean: pmean, a: a, b: b, k: k)
                     return
                 }
-                for row in rows {
-                    for c in 0..<channels {
-                        let line = (row * channels + c) * inner
-                        _inputGradientLine(px + line, pdy + line, pdx + line, count: inner, mean: pmean[c],
-                                           a: a[c], b: b[c], k: k[c])
-                    }
+                for line in _part(chunk, of: chunks, count: outer * channels) {
+                    let c = line % channels, start = line * inner
+                    _inputGradientLine(px + start, pdy + start, pdx + start, count: inner, mean: pmean[c],
+                                       a: a[c], b: b[c], k: k[c])
                 }
             }
         }

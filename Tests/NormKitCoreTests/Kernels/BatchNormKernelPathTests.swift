@@ -13,10 +13,12 @@ import Testing
 @Suite("batch-norm kernel paths")
 struct BatchNormKernelPathTests {
     /// (outer, channels, inner): channels-first with inner 37 = 2·16 + 5 and 16,
-    /// and 70 channels (more than one 64-channel block per thread);
+    /// 70 channels (more than one 64-channel block per thread), and outer 1
+    /// (threads split the channels' lines, as for group norm's rows);
     /// channels-last (inner 1) with 19 = 16 + 3, 32, 83 = 64 + 16 + 3 and
     /// 128 = 2·64 channels.
-    static let layouts = [(7, 5, 37), (3, 4, 16), (2, 70, 17), (53, 19, 1), (40, 32, 1), (9, 83, 1), (10, 128, 1)]
+    static let layouts = [(7, 5, 37), (3, 4, 16), (2, 70, 17), (1, 9, 40), (53, 19, 1), (40, 32, 1), (9, 83, 1),
+                          (10, 128, 1)]
     static let splits: [Int?] = [nil, 1, 3]
 
     private func channelOf(_ i: Int, channels: Int, inner: Int) -> Int { (i / inner) % channels }
@@ -139,10 +141,12 @@ struct BatchNormKernelPathTests {
         expectClose(dBeta, expected.dBeta, relative: 1e-6, absolute: 1e-6, "dβ")
     }
 
-    @Test func largeInputsSplitByTheKernelMatchTheReference() {
-        // 4 × 16 × 1024 = 64 Ki floats: above the size at which the kernel splits by itself
-        // (into Threading.count chunks of rows, each with its own partial sums).
-        let (outer, channels, inner) = (4, 16, 1024)
+    /// 64 Ki floats: above the size at which the kernel splits by itself (into
+    /// `Threading.count` chunks of lines, each with its own partial sums), with
+    /// a batch and with outer 1 (group norm's view).
+    @Test(arguments: [(4, 16, 1024), (1, 64, 1024)])
+    func largeInputsSplitByTheKernelMatchTheReference(layout: (Int, Int, Int)) {
+        let (outer, channels, inner) = layout
         let x = randomValues([outer * channels * inner], seed: 184).values.map { Float($0) }
         let expected = referenceStatistics(x, channels: channels, inner: inner)
         let (mean, variance) = statistics(x, outer: outer, channels: channels, inner: inner, threads: nil)
