@@ -92,9 +92,9 @@ extension Tensor {
 
 /// max(x, 0) elementwise. The gradient at exactly 0 is taken as 0, as in PyTorch.
 public func relu(_ x: Tensor) -> Tensor {
-    var result = Tensor.elementwise(x) { value, _ in max(value, 0) }
+    var result = x.mapScalars { max($0, 0) }
     let input = x.detached()
-    result.record("relu", inputs: [x]) { g in [Tensor.elementwise(g, input) { $1 > 0 ? $0 : 0 }] }
+    result.record("relu", inputs: [x]) { g in [Tensor.broadcastCombine(g, input, { $1 > 0 ? $0 : 0 })] }
     return result
 }
 

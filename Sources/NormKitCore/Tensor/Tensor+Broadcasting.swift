@@ -131,27 +131,4 @@ extension Tensor {
             withUnsafeBufferPointer { x in for i in 0..<out.count { out[i] = transform(x[i]) } }
         }
     }
-
-    /// `combine(a[i], b[i])` for every element of two tensors of one shape (no graph recording),
-    /// or `transform(a[i])` without `b`: large tensors are split over the threads. Each element is
-    /// computed on its own, so the split changes no bit; `combine` runs on several threads at
-    /// once, so it must be a pure function of its arguments.
-    ///
-    /// Why: ReLU's forward and backward over the seed CNN's activations (up to 401 k values) ran
-    /// on the calling thread while the other core waited.
-    @inline(__always)
-    static func elementwise(_ a: Tensor, _ b: Tensor? = nil, _ combine: (Float, Float) -> Float) -> Tensor {
-        precondition(b == nil || b!.shape == a.shape, "elementwise: shapes \(a.shape) and \(b!.shape) differ")
-        return Tensor(shape: a.shape) { out in
-            a.withUnsafeBufferPointer { x in
-                (b ?? a).withUnsafeBufferPointer { y in
-                    let count = out.count
-                    let chunks = count >= 1 << 17 ? min(2 * Threading.count, count) : 1
-                    Threading.parallelFor(chunks: chunks) { chunk in
-                        for i in count * chunk / chunks..<count * (chunk + 1) / chunks { out[i] = combine(x[i], y[i]) }
-                    }
-                }
-            }
-        }
-    }
 }
