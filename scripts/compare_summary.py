@@ -57,7 +57,7 @@ shapes = [("1d-32x64", "1d_32x64"),
           ("2d-64x64x56x56-nchw", "2d_64x64x56x56_nchw"),
           ("2d-64x64x56x56-channels-last", "2d_64x64x56x56_channels_last"),
           ("2d-128x256x14x14-nchw", "2d_128x256x14x14_nchw"),
-          ("2d-128x256x14x14-channels-last", None)]
+          ("2d-128x256x14x14-channels-last", "2d_128x256x14x14_channels_last")]
 ops = [("train-forward", "fwd_train"), ("inference", "fwd_eval"), ("backward", "bwd_op")]
 for ours, theirs in shapes:
     memcpy = normkit.get("memcpy/" + re.sub(r"-(nchw|channels-last)$", "", ours), {}).get("min_us")
@@ -79,8 +79,14 @@ for ours, theirs in shapes:
         lines.append(f"| BN {op} {ours} | {fmt(r['min_us'])} | {fmt(t)} | {ratio} | {'; '.join(note)} |")
 
 info = open(os.path.join(out, "info.txt")).read()
+# NormKit's loader (Runtime/OpenBLAS.swift) loads OpenBLAS with OPENBLAS_CORETYPE=SkylakeX on any
+# AVX-512 CPU, whatever the environment says; elsewhere OpenBLAS follows the environment.
+flags = open("/proc/cpuinfo").read()
 coretype = re.search(r"OPENBLAS_CORETYPE=(\S+)", info)
-coretype = coretype.group(1) if coretype and not coretype.group(1).startswith("unset") else "SkylakeX, set by NormKit"
+if re.search(r"\bavx512f\b", flags) and re.search(r"\bavx512bw\b", flags):
+    coretype = "SkylakeX, set by NormKit's loader"
+else:
+    coretype = coretype.group(1) if coretype and not coretype.group(1).startswith("unset") else "OpenBLAS's choice"
 for size in ["1024x1024x1024", "32x784x64", "256x784x64"]:
     n, o = normkit.get(f"sgemm/native/{size}"), normkit.get(f"sgemm/openblas/{size}")
     if n:
