@@ -73,7 +73,9 @@ public func groupNorm(
     let wantsInputGradient = input.requiresGradient
     let gammaShape = gamma?.shape, betaShape = beta?.shape
     output.record("groupNorm", inputs: inputs) { upstream in
-        var dxValues = [Float](repeating: 0, count: wantsInputGradient ? x.scalarCount : 0)
+        // Uninitialized: groupNormBackward writes every element of dx (a zeroed array
+        // copied into a tensor would cost a fill and a copy of the input's size).
+        var dx = Tensor(shape: wantsInputGradient ? x.shape : [0]) { _ in }
         var dGamma = [Float](repeating: 0, count: layout.channels), dBeta = dGamma
         x.withUnsafeBufferPointer { px in
             upstream.withUnsafeBufferPointer { pdy in
@@ -81,7 +83,7 @@ public func groupNorm(
                     mean.withUnsafeBufferPointer { mu in
                         invstd.withUnsafeBufferPointer { s in
                             meanResidual.withUnsafeBufferPointer { residual in
-                                dxValues.withUnsafeMutableBufferPointer { dx in
+                                dx.withUnsafeMutableBufferPointer { dx in
                                     dGamma.withUnsafeMutableBufferPointer { dg in
                                         dBeta.withUnsafeMutableBufferPointer { db in
                                             groupNormBackward(
@@ -100,7 +102,7 @@ public func groupNorm(
                 }
             }
         }
-        var gradients: [Tensor?] = [wantsInputGradient ? Tensor(dxValues, shape: x.shape) : nil]
+        var gradients: [Tensor?] = [wantsInputGradient ? dx : nil]
         if let gammaShape { gradients.append(Tensor(dGamma, shape: gammaShape)) }
         if let betaShape { gradients.append(Tensor(dBeta, shape: betaShape)) }
         return gradients
