@@ -54,14 +54,30 @@ final class FusedTrainingStep {
         let gammaGradient: UnsafeMutableBufferPointer<Float>, betaGradient: UnsafeMutableBufferPointer<Float>
         /// μ (rounded to Float), σ² and invstd: what normalized the last batch of
         /// `count` rows. Updated in place (separate properties, so that two can be
-        /// open for writing at once) and published to the layer once per epoch.
+        /// open for writing at once) and copied to the layer by `publishStatistics`.
         var mean: [Float], variance: [Float], inverseStandardDeviation: [Float]
         var count = 0
 
-        /// The statistics as the layer reports them (shares the arrays: no copy).
+        /// The statistics as the layer reports them (shares the arrays: no copy), for
+        /// `updateRunningStatistics`, which reads them and lets them go.
         var statistics: BatchNormStatistics {
             BatchNormStatistics(mean: mean, variance: variance, inverseStandardDeviation: inverseStandardDeviation,
                                 count: count)
+        }
+
+        /// Writes these statistics into `target`'s arrays, in place when they are
+        /// unique and of the right size (see `publishStatistics`).
+        func copy(into target: inout BatchNormStatistics) {
+            func overwrite(_ array: inout [Float], with source: [Float]) {
+                if array.count != source.count { array = [Float](repeating: 0, count: source.count) }
+                array.withUnsafeMutableBufferPointer { array in
+                    source.withUnsafeBufferPointer { _ = array.update(fromContentsOf: $0) }
+                }
+            }
+            overwrite(&target.mean, with: mean)
+            overwrite(&target.variance, with: variance)
+            overwrite(&target.inverseStandardDeviation, with: inverseStandardDeviation)
+            target.count = count
         }
 
         init(channels: Int) {
@@ -226,6 +242,36 @@ final class FusedTrainingStep {
             precondition(labels[row] >= 0 && Int(labels[row]) < classes,
                          "fit: label \(labels[row]) is outside 0..<\(classes) (predictions (\(rows), \(classes)))")
         }
+        return try run(rows: rows, optimizer: optimizer)
+    }
+
+    /// The same step on a batch given as a tensor and its labels (`trainOnBatch`):
+    /// the rows of `features` are copied into the first buffer, so nothing is allocated.
+    ///
+    /// - Parameters:
+    ///   - features: (rows, featureShape…) with 1 ≤ rows ≤ `capacity`; the caller
+    ///     has checked that the example shape is the one the step was built for.
+    ///   - labels: `rows` class indices; each must be in 0..<classes (checked here,
+    ///     before anything changes, and before narrowing to the step's `Int32`s).
+    func step(features: Tensor, labels: [Int], optimizer: any Optimizer) throws -> (loss: Float, correct: Int)? {
+        guard layersUnchanged else { return nil }
+        let rows = labels.count
+        precondition(rows >= 1 && rows <= capacity && features.scalarCount == rows * widths[0],
+                     "FusedTrainingStep: \(rows) labels and features \(features.shape) for a capacity of \(capacity) "
+                     + "examples of \(widths[0]) values")
+        let classes = widths[stages.count]
+        for (row, label) in labels.enumerated() {
+            precondition(label >= 0 && label < classes,
+                         "trainOnBatch: label \(label) is outside 0..<\(classes) (predictions (\(rows), \(classes)))")
+            self.labels[row] = Int32(label)
+        }
+        features.withUnsafeBufferPointer { values[0].update(from: $0.baseAddress!, count: rows * widths[0]) }
+        return try run(rows: rows, optimizer: optimizer)
+    }
+
+    /// Forward, loss, backward and update on the `rows` examples already in
+    /// `values[0]` and `labels`.
+    private func run(rows: Int, optimizer: any Optimizer) throws -> (loss: Float, correct: Int) {
         for index in stages.indices { try forward(stage: index, rows: rows) }
         let loss = lossAndGradient(rows: rows)
         let correct = correctPredictions(rows: rows)
@@ -239,14 +285,26 @@ final class FusedTrainingStep {
     }
 
     /// Hands each batch-norm layer the statistics of the last batch (`lastBatchStatistics`),
-    /// as its own forward would have left them. `fit` calls it once per epoch.
+    /// as its own forward would have left them. `fit` calls it once per epoch,
+    /// `trainOnBatch` after every step.
+    ///
+    /// The values are copied into the layer's own arrays, in place once those have
+    /// the right size: sharing the step's arrays would make its next batch copy
+    /// them (copy-on-write), an allocation per step. A copy someone kept of an
+    /// earlier `lastBatchStatistics` keeps its values, by the same copy-on-write.
     func publishStatistics() {
         for stage in stages {
             guard case let .batchNorm(layer, scratch) = stage, scratch.count > 0 else { continue }
-            let statistics = scratch.statistics
-            layer.lastBatchStatistics = statistics
-            layer.lastGhostBatchStatistics = [statistics]
-            layer.lastRenormalizationCorrections = []
+            if layer.lastBatchStatistics == nil {
+                layer.lastBatchStatistics = BatchNormStatistics(mean: [], variance: [], inverseStandardDeviation: [], count: 0)
+            }
+            scratch.copy(into: &layer.lastBatchStatistics!)
+            if layer.lastGhostBatchStatistics.count != 1 {
+                layer.lastGhostBatchStatistics = [BatchNormStatistics(mean: [], variance: [], inverseStandardDeviation: [],
+                                                                      count: 0)]
+            }
+            scratch.copy(into: &layer.lastGhostBatchStatistics[0])
+            if !layer.lastRenormalizationCorrections.isEmpty { layer.lastRenormalizationCorrections = [] }
         }
     }
 
