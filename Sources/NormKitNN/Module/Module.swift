@@ -24,6 +24,8 @@ open class Module: CustomStringConvertible {
     /// Whether `fit` may run its fused step (see `FusedTrainingStep`); tests turn it
     /// off to compare the fused step with the general autodiff step.
     var allowsFusedTrainingStep = true
+    /// What `trainOnBatch` keeps from one call to the next (its fused step); `compile` drops it.
+    var batchTraining: BatchTrainingState?
 
     public init() {}
 

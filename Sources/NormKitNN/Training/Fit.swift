@@ -26,6 +26,29 @@ public struct History: Sendable {
     public var epochSeconds: [Double] = []
 }
 
+/// Loss and metrics of one `trainOnBatch` update, what Keras' `train_on_batch` returns.
+public struct BatchTrainingResult: Sendable {
+    /// The batch's mean loss, from the forward pass before the update (as `fit` reports it).
+    public var loss: Double
+    /// The fraction of the batch whose arg-max prediction, before the update, equals
+    /// the label; nil unless `compile` was given `.accuracy`.
+    public var accuracy: Double?
+}
+
+/// What `trainOnBatch` keeps from one call to the next.
+final class BatchTrainingState {
+    /// Every module of the model but the model itself (which would make a
+    /// reference cycle), so that a call can check they are all in `.training`
+    /// without walking the tree (reflection, which allocates).
+    let submodules: [Module]
+    /// The fused step of the last call, if the model took it.
+    var fused: FusedTrainingStep?
+    /// The example shape (without the batch axis) `fused` was built for.
+    var featureShape: [Int] = []
+
+    init(submodules: [Module]) { self.submodules = submodules }
+}
+
 /// Loss and metrics from `evaluate`.
 public struct Evaluation: Sendable {
     public var loss: Double
@@ -36,6 +59,7 @@ extension Module {
     /// Keras' `compile`: chooses the optimizer, the loss and the metrics `fit` uses.
     public func compile(optimizer: any Optimizer, loss: some Loss, metrics: [Metric] = []) {
         compiled = CompiledConfiguration(optimizer: optimizer, loss: loss, metrics: metrics)
+        batchTraining = nil   // its fused step was built for the previous loss
     }
 
     /// The optimizer `compile` configured (Keras' `model.optimizer`), if any; checkpoints save its state.
@@ -121,13 +145,19 @@ extension Module {
         return history
     }
 
+    /// One step through the autodiff graph on the examples of `data` at `indices`.
+    private func generalStep(_ data: some BatchSource, indices: ArraySlice<Int>, buffers: inout BatchBuffers,
+                             compiled: CompiledConfiguration) throws -> (loss: Float, correct: Int) {
+        let (batch, labels) = buffers.load(data, indices: indices)
+        return try generalStep(batch, labels: labels, compiled: compiled)
+    }
+
     /// One step through the autodiff graph: forward, loss, zeroGrad, backward,
     /// optimizer step. The graph (which holds the weights' storage) is released
     /// before the optimizer updates the weights in place, so they are not copied.
-    private func generalStep(_ data: some BatchSource, indices: ArraySlice<Int>, buffers: inout BatchBuffers,
+    private func generalStep(_ batch: Tensor, labels: [Int],
                              compiled: CompiledConfiguration) throws -> (loss: Float, correct: Int) {
         let result: (loss: Float, correct: Int) = try {
-            let (batch, labels) = buffers.load(data, indices: indices)
             let output = try forward(batch)
             let loss = compiled.loss(output, labels)
             compiled.optimizer.zeroGrad()
@@ -136,6 +166,74 @@ extension Module {
         }()
         compiled.optimizer.step()
         return result
+    }
+
+    /// Keras' `train_on_batch`: one update of the weights on the batch `x`, `y`, in
+    /// `.training` mode, as one step of `fit` over the same examples.
+    ///
+    /// Returns the loss and the compiled metrics of the batch, computed on the
+    /// forward pass before the update. Like `fit`, it builds a lazily sized model
+    /// on the first batch, leaves the model in `.training` mode, and runs the
+    /// allocation-free fused step when the model and loss allow it (otherwise the
+    /// autodiff step): the weights, optimizer state and running statistics then
+    /// end bit for bit where `fit` over the same batches in the same order leaves
+    /// them. The running statistics are folded in during the call and the batch's
+    /// statistics published (`BatchNorm.lastBatchStatistics`), so `evaluate` and
+    /// `predict` afterwards see both.
+    ///
+    /// The fused step and its buffers are kept from one call to the next, so a
+    /// steady stream of batches allocates nothing per call. They are rebuilt when
+    /// a batch has more examples than any before (a smaller one fits in the
+    /// buffers), when the example shape changes, when `compile` is called again,
+    /// or when the layers changed in a way the step checks (a parameter made
+    /// (non-)trainable, a batch norm frozen); a model it does not take tries again
+    /// on each call, so a change that makes it eligible takes effect at once.
+    ///
+    /// - Parameters:
+    ///   - x: the batch, (batch, featureShape…) with batch ≥ 1 (≥ 2 through batch norm).
+    ///   - y: `batch` class indices, each in 0..<classes.
+    @discardableResult
+    public func trainOnBatch(x: Tensor, y: [Int]) throws -> BatchTrainingResult {
+        guard let compiled else { preconditionFailure("trainOnBatch: call compile(optimizer:loss:metrics:) first") }
+        precondition(x.rank >= 1 && x.shape[0] == y.count && !y.isEmpty,
+                     "trainOnBatch: x \(x.shape) and y (\(y.count) labels) must hold the same number (≥ 1) of examples")
+        if compiled.optimizer.parameters.isEmpty {
+            _ = build(inputShape: x.shape)
+            compiled.optimizer.parameters = trainableParameters()
+        }
+        let state: BatchTrainingState
+        if let kept = batchTraining {
+            state = kept
+            if mode != .training || state.submodules.contains(where: { $0.mode != .training }) { setMode(.training) }
+        } else {
+            setMode(.training)
+            state = BatchTrainingState(submodules: namedModules().dropFirst().map(\.1))
+            batchTraining = state
+        }
+
+        var result: (loss: Float, correct: Int)?
+        if allowsFusedTrainingStep {
+            func rebuild(capacity: Int) {
+                state.fused = nil   // its buffers go before the new ones are allocated (unless a caller holds it)
+                state.featureShape = Array(x.shape.dropFirst())
+                state.fused = FusedTrainingStep(model: self, loss: compiled.loss, featureShape: state.featureShape,
+                                                capacity: capacity)
+            }
+            if let fused = state.fused, fused.capacity >= y.count, x.shape.dropFirst().elementsEqual(state.featureShape) {
+                result = try fused.step(features: x, labels: y, optimizer: compiled.optimizer)
+                if result == nil {   // the layers changed since it was built
+                    rebuild(capacity: fused.capacity)
+                    result = try state.fused?.step(features: x, labels: y, optimizer: compiled.optimizer)
+                }
+            } else {
+                rebuild(capacity: max(y.count, state.fused?.capacity ?? 0))
+                result = try state.fused?.step(features: x, labels: y, optimizer: compiled.optimizer)
+            }
+            if result != nil { state.fused!.publishStatistics() }
+        }
+        let (loss, correct) = try result ?? generalStep(x.detached(), labels: y, compiled: compiled)
+        return BatchTrainingResult(loss: Double(loss),
+                                   accuracy: compiled.metrics.contains(.accuracy) ? Double(correct) / Double(y.count) : nil)
     }
 
     /// Keras' `fit(x, y, …)` on in-memory tensors.

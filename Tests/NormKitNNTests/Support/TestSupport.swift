@@ -8,8 +8,9 @@
 // forward as a Double reference, differentiates that numerically (h = 1e-6),
 // and compares with what NormKit's autodiff sends back.
 
-import NormKitCore
+@testable import NormKitCore
 @testable import NormKitNN
+import Synchronization
 import Testing
 
 // MARK: - Test data
@@ -42,6 +43,16 @@ func leaf(_ values: [Double], shape: [Int]) -> (tensor: Tensor, node: GradientNo
 /// (tests running in parallel must not draw from the shared stream).
 func makeLinear(_ inFeatures: Int, _ outFeatures: Int, seed: UInt64) -> Linear {
     Linear(inFeatures, outFeatures, generator: SeededGenerator(seed: seed))
+}
+
+/// Held while a test counts tensor allocations: the counter watches one thread
+/// at a time, and tests run in parallel.
+private let allocationCountLock = Mutex(())
+
+/// How many tensor storages `body` allocates on the calling thread (debug builds),
+/// waiting while another test counts.
+func countingTensorAllocations(_ body: () throws -> Void) rethrows -> Int {
+    try allocationCountLock.withLock { _ in try TensorStorage.allocations(during: body) }
 }
 
 /// A pass-through layer that records, for each forward, the mode it ran in and

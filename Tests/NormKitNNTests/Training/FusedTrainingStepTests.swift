@@ -119,7 +119,7 @@ struct FusedTrainingStepTests {
         for batch in batches.prefix(2) { _ = try step.step(data, indices: Array(0..<45)[batch], optimizer: optimizer) }
         var losses: [Float] = []
         losses.reserveCapacity(8)
-        let allocations = try TensorStorage.allocations {
+        let allocations = try countingTensorAllocations {
             for batch in batches.dropFirst(2) {
                 losses.append(try #require(try step.step(data, indices: Array(0..<45)[batch], optimizer: optimizer)).loss)
             }
@@ -131,7 +131,7 @@ struct FusedTrainingStepTests {
         // The counter counts: one general step allocates many tensors.
         model.compile(optimizer: optimizer, loss: SparseCategoricalCrossentropy())
         model.allowsFusedTrainingStep = false
-        let general = try TensorStorage.allocations {
+        let general = try countingTensorAllocations {
             _ = try model.fit(data, epochs: 1, batchSize: 45, shuffle: false, progress: .silent)
         }
         #expect(general > 10)
