@@ -183,8 +183,8 @@ extension Module {
     ///
     /// The fused step and its buffers are kept from one call to the next, so a
     /// steady stream of batches allocates nothing per call. They are rebuilt when
-    /// a batch has more examples than any before (a smaller one fits in the
-    /// buffers), when the example shape changes, when `compile` is called again,
+    /// a batch has more examples than the kept step was built for (a smaller one
+    /// fits in its buffers), when the example shape changes, when `compile` is called again,
     /// or when the layers changed in a way the step checks (a parameter made
     /// (non-)trainable, a batch norm frozen); a model it does not take tries again
     /// on each call, so a change that makes it eligible takes effect at once.
@@ -226,7 +226,7 @@ extension Module {
                     result = try state.fused?.step(features: x, labels: y, optimizer: compiled.optimizer)
                 }
             } else {
-                rebuild(capacity: max(y.count, state.fused?.capacity ?? 0))
+                rebuild(capacity: y.count)
                 result = try state.fused?.step(features: x, labels: y, optimizer: compiled.optimizer)
             }
             if result != nil { state.fused!.publishStatistics() }

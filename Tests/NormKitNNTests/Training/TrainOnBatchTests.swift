@@ -145,7 +145,7 @@ struct TrainOnBatchTests {
         #expect(fused.statistics == general.statistics)
     }
 
-    @Test("the fused step is kept across calls, and dropped by compile, a changed example shape or a frozen layer")
+    @Test("the fused step is kept across calls, and replaced after compile, a changed example shape or changed layers")
     func keepsAndRebuildsTheFusedStep() throws {
         let data = threeClassData(seed: 13)
         let (model, batchNorm) = chainModel(seed: 130)
@@ -163,12 +163,41 @@ struct TrainOnBatchTests {
         let recompiled = try #require(model.batchTraining?.fused)
         #expect(recompiled !== first)
 
+        // A parameter made non-trainable: the kept step no longer matches the layers; a new one leaves it alone.
+        let linear = try #require(model.layers[0] as? Linear)
+        let bias = try #require(linear.bias), weight = try #require(linear.weight)
+        bias.isTrainable = false
+        var biasBefore = bias.value.scalars, weightBefore = weight.value.scalars
+        try model.trainOnBatch(x: x, y: y)
+        let retrained = try #require(model.batchTraining?.fused)
+        #expect(retrained !== recompiled)
+        #expect(bias.value.scalars == biasBefore && weight.value.scalars != weightBefore)
+        bias.isTrainable = true
+
+        // A frozen batch norm: the general step trains the rest, the running statistics stay.
         batchNorm.freeze()
+        let tracked = batchNorm.numBatchesTracked
+        (biasBefore, weightBefore) = (bias.value.scalars, weight.value.scalars)
         try model.trainOnBatch(x: x, y: y)
         #expect(model.batchTraining?.fused == nil, "a frozen batch norm is the general step's")
+        #expect(batchNorm.numBatchesTracked == tracked)
+        #expect(bias.value.scalars != biasBefore && weight.value.scalars != weightBefore)
         batchNorm.unfreeze()
         try model.trainOnBatch(x: x, y: y)
         #expect(model.batchTraining?.fused != nil, "and back to the fused step once unfrozen")
+        #expect(batchNorm.numBatchesTracked == tracked + 1)
+
+        // Another example shape with the same size: a step for that shape.
+        let flattening = Sequential { Flatten(); makeLinear(6, 3, seed: 131) }
+        flattening.compile(optimizer: Adam(), loss: CrossEntropyLoss())
+        let labels = [0, 1, 2, 0]
+        try flattening.trainOnBatch(x: Tensor(repeating: 0.5, shape: [4, 2, 3]), y: labels)
+        let wide = try #require(flattening.batchTraining?.fused)
+        try flattening.trainOnBatch(x: Tensor(repeating: 0.5, shape: [4, 3, 2]), y: labels)
+        let tall = try #require(flattening.batchTraining?.fused)
+        try flattening.trainOnBatch(x: Tensor(repeating: 0.5, shape: [4, 3, 2]), y: labels)
+        #expect(tall !== wide && flattening.batchTraining?.fused === tall)
+        #expect(flattening.batchTraining?.featureShape == [3, 2])
     }
 
     @Test("a steady-state trainOnBatch allocates no tensor storage; the fallback allocates dozens")
