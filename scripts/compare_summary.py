@@ -96,9 +96,11 @@ for size in ["1024x1024x1024", "32x784x64", "256x784x64"]:
                      f"native {(o['min_us'] / n['min_us']):.2f}× OpenBLAS's speed | OpenBLAS ({coretype}) {fmt(o['min_us'])} ({gf(o):.0f} GFLOP/s) |"
                      if o else f"| SGEMM {size} native | {fmt(n['min_us'])} ({gf(n):.0f} GFLOP/s) | – | – | OpenBLAS not found |")
 
-step = normkit.get("step/seed-mlp/batch32")
-if step:
-    lines.append(f"| seed-MLP training step (batch 32) | {fmt(step['min_us'])} | – | – | mallocs per step {step.get('mallocs')} |")
+for label, path in [("fused, as fit and trainOnBatch run it", "fused"), ("general autodiff graph", "autodiff")]:
+    step = normkit.get(f"step/seed-mlp-{path}/batch32")
+    if step:
+        lines.append(f"| seed-MLP training step (batch 32, {label}) | {fmt(step['min_us'])} | – | – | "
+                     f"mallocs per step {step.get('mallocs')} |")
 
 
 def epochs_normkit(path):

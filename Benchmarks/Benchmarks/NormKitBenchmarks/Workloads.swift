@@ -127,7 +127,9 @@ final class GEMMWork: @unchecked Sendable {
 }
 
 /// One training step (forward, backward, Adam 1e-3) of a classifier on a fixed random batch:
-/// inputs uniform in 0…1 of `inputShape`, labels in 0..<10.
+/// inputs uniform in 0…1 of `inputShape`, labels in 0..<10. `run()` drives the general
+/// autodiff path (graph, pullbacks, a tensor per op); `trainOnBatch()` Keras'
+/// `train_on_batch`, which runs `fit`'s fused step when the model allows it.
 final class TrainingStep: @unchecked Sendable {
     let model: Module
     let optimizer: Adam
@@ -144,6 +146,7 @@ final class TrainingStep: @unchecked Sendable {
         inputs = Tensor((0..<inputShape.reduce(1, *)).map { _ in Float.random(in: 0...1, using: &generator) },
                         shape: inputShape)
         labels = (0..<inputShape[0]).map { _ in Int.random(in: 0..<10, using: &generator) }
+        model.compile(optimizer: optimizer, loss: loss)
     }
 
     /// The seed MLP (784 → 64 → BN → ReLU → 10, softmax, sparse categorical cross-entropy).
@@ -166,6 +169,13 @@ final class TrainingStep: @unchecked Sendable {
         let value = loss(try! model(inputs), labels)
         value.backward()
         optimizer.step()
+    }
+
+    /// `model.trainOnBatch(x:y:)` on the batch. The first call builds the fused
+    /// step's buffers (the warm-up iterations absorb it); later calls reuse them.
+    func trainOnBatch() {
+        // swiftlint:disable:next force_try
+        _ = try! model.trainOnBatch(x: inputs, y: labels)
     }
 }
 
