@@ -3,8 +3,8 @@
 // A channels-last row is `channels` floats, one per channel, and every kernel
 // does the same per-channel arithmetic across it. The kernels are written once,
 // generic over how many channels they take at a time (`_ChannelRun`), and
-// called with 64 (`_Floats64`, four AVX-512 registers), then 16
-// (`SIMD16<Float>`), then 1 (`Float`) for the ragged end of the row.
+// called with 64 (`_Floats64`, four AVX-512 registers) or 32 (`_Floats32`),
+// then 16 (`SIMD16<Float>`), then 1 (`Float`) for the ragged end of the row.
 //
 // Why 64 at a time: the per-channel constants of a 64-channel run then stay in
 // registers while the run is applied to several rows. Loading them from L1 for
@@ -86,6 +86,34 @@ struct _Doubles16: _ChannelSums {
     @inline(__always) func addingSquare(_ d: Self) -> Self {
         Self(low: _addSquare(low, d.low), high: _addSquare(high, d.high))
     }
+}
+
+// MARK: - 32 channels
+
+/// 32 Floats as two AVX-512 registers.
+struct _Floats32: _ChannelRun {
+    var v0, v1: SIMD16<Float>
+    static var width: Int { 32 }
+    @inline(__always) init(_ v0: SIMD16<Float>, _ v1: SIMD16<Float>) { (self.v0, self.v1) = (v0, v1) }
+    @inline(__always) init(_ p: UnsafePointer<Float>) { self.init(_load16(p), _load16(p + 16)) }
+    @inline(__always) func store(to p: UnsafeMutablePointer<Float>) { _store16(v0, p); _store16(v1, p + 16) }
+    @inline(__always) static func - (a: Self, b: Self) -> Self { Self(a.v0 - b.v0, a.v1 - b.v1) }
+    @inline(__always) static func * (a: Self, b: Self) -> Self { Self(a.v0 * b.v0, a.v1 * b.v1) }
+    @inline(__always) func adding(_ a: Self, times b: Self) -> Self {
+        Self(_fusedMultiplyAdd(v0, a.v0, b.v0), _fusedMultiplyAdd(v1, a.v1, b.v1))
+    }
+    @inline(__always) var inDouble: _Doubles32 { _Doubles32(v0.inDouble, v1.inDouble) }
+}
+
+/// 32 Doubles as four AVX-512 registers.
+struct _Doubles32: _ChannelSums {
+    var d0, d1: _Doubles16
+    @inline(__always) init(_ d0: _Doubles16, _ d1: _Doubles16) { (self.d0, self.d1) = (d0, d1) }
+    @inline(__always) init(_ p: UnsafePointer<Double>) { self.init(_Doubles16(p), _Doubles16(p + 16)) }
+    @inline(__always) func store(to p: UnsafeMutablePointer<Double>) { d0.store(to: p); d1.store(to: p + 16) }
+    @inline(__always) static func + (a: Self, b: Self) -> Self { Self(a.d0 + b.d0, a.d1 + b.d1) }
+    @inline(__always) static func - (a: Self, b: Self) -> Self { Self(a.d0 - b.d0, a.d1 - b.d1) }
+    @inline(__always) func addingSquare(_ d: Self) -> Self { Self(d0.addingSquare(d.d0), d1.addingSquare(d.d1)) }
 }
 
 // MARK: - 64 channels
