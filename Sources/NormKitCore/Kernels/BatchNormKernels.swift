@@ -20,9 +20,12 @@
 //   restart the prefetchers at every line (the NCHW backward of
 //   (64, 64, 56, 56) and (128, 256, 14, 14) took 1.35–1.5× as long).
 // - Channels-first inner loops work on SIMD16<Float> (one AVX-512 register
-//   with the `NativeCPU` trait) with a scalar tail; sums are kept in
-//   SIMD8<Double>. Channels-last rows are cut into runs of 64, 16 and 1
-//   channels (ChannelRuns.swift) and taken 4 rows at a time, so a run's
+//   with the `NativeCPU` trait) with a scalar tail (the statistics: a last
+//   vector overlapping the counted floats, masked); sums are kept in
+//   SIMD8<Double>. The channels-first statistics read each chunk as two
+//   streams (its two halves), which keeps more reads in flight per core
+//   (`_addShiftedLineSums`). Channels-last rows are cut into runs of 64, 16
+//   and 1 channels (ChannelRuns.swift) and taken 4 rows at a time, so a run's
 //   constants or partial sums stay in registers over 4 rows instead of being
 //   reloaded (and, for sums, stored) for every row.
 // - Work below `_BatchNormTuning.parallelGrain` elements per thread runs on
@@ -117,6 +120,102 @@ private func _shiftedSums(_ first: UnsafePointer<Float>, rows: Int, rowStride: I
         }
     }
     return (sum + ((s0 + s1) + (s2 + s3)).sum(), squares + ((q0 + q1) + (q2 + q3)).sum())
+}
+
+/// The sum of v's lanes by halving (4 + 4, 2 + 2, 1 + 1): three extracts and
+/// three adds. `SIMD8<Double>.sum()` compiled to about 55 shuffles and adds,
+/// as much work as the rest of a 196-float line.
+@inline(__always)
+private func _halvingSum(_ v: SIMD8<Double>) -> Double {
+    let four = v.lowHalf + v.highHalf
+    let two = four.lowHalf + four.highHalf
+    return two[0] + two[1]
+}
+
+/// Lane i of a 16-float vector is i (for masking the lanes of a tail).
+private let _laneIndices = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+
+/// Σ(x − k) and Σ(x − k)² in Double, as SIMD8 partial sums, of two lines of
+/// `inner` ≥ 16 floats at once, each with its own shift.
+///
+/// A last partial vector is loaded ending at the line's end, overlapping
+/// floats already counted; `counted` marks those lanes, which are replaced by
+/// the shift so they add exactly 0 (the shift is a Float: a channel's value or
+/// a mean rounded to Float). For a 14×14 map (196 = 12·16 + 4 floats) that
+/// replaces a scalar tail of 4 dependent Double adds per line.
+@inline(__always)
+private func _linePairShiftedSums(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, inner: Int,
+                                  shifts ka: Double, _ kb: Double, counted: SIMDMask<SIMD16<Int32>>)
+    -> (sumA: SIMD8<Double>, squaresA: SIMD8<Double>, sumB: SIMD8<Double>, squaresB: SIMD8<Double>) {
+    let kva = SIMD8<Double>(repeating: ka), kvb = SIMD8<Double>(repeating: kb)
+    var sa0 = SIMD8<Double>(), sa1 = SIMD8<Double>(), qa0 = SIMD8<Double>(), qa1 = SIMD8<Double>()
+    var sb0 = SIMD8<Double>(), sb1 = SIMD8<Double>(), qb0 = SIMD8<Double>(), qb1 = SIMD8<Double>()
+    var i = 0
+    while i &+ 16 <= inner {
+        let v = _load16(a + i), w = _load16(b + i)
+        let da0 = SIMD8<Double>(v.lowHalf) - kva, da1 = SIMD8<Double>(v.highHalf) - kva
+        let db0 = SIMD8<Double>(w.lowHalf) - kvb, db1 = SIMD8<Double>(w.highHalf) - kvb
+        sa0 += da0; sa1 += da1; sb0 += db0; sb1 += db1
+        qa0 = _addSquare(qa0, da0); qa1 = _addSquare(qa1, da1); qb0 = _addSquare(qb0, db0); qb1 = _addSquare(qb1, db1)
+        i &+= 16
+    }
+    if i < inner {
+        var v = _load16(a + (inner &- 16)), w = _load16(b + (inner &- 16))
+        v.replace(with: Float(ka), where: counted)
+        w.replace(with: Float(kb), where: counted)
+        let da0 = SIMD8<Double>(v.lowHalf) - kva, da1 = SIMD8<Double>(v.highHalf) - kva
+        let db0 = SIMD8<Double>(w.lowHalf) - kvb, db1 = SIMD8<Double>(w.highHalf) - kvb
+        sa0 += da0; sa1 += da1; sb0 += db0; sb1 += db1
+        qa0 = _addSquare(qa0, da0); qa1 = _addSquare(qa1, da1); qb0 = _addSquare(qb0, db0); qb1 = _addSquare(qb1, db1)
+    }
+    return (sa0 + sa1, qa0 + qa1, sb0 + sb1, qb0 + qb1)
+}
+
+/// Adds Σ(x − k[c]) and Σ(x − k[c])² in Double of channels-first `lines`
+/// (`inner` floats each; line l belongs to channel l % channels) into `sums`
+/// and `squares`.
+///
+/// The lines are read as two streams, the first and the second half of the
+/// range, one line of each at a time: a core reading one stream keeps too few
+/// reads in flight to reach the memory's bandwidth (a plain read of a
+/// 25–51 MB tensor took 0.85–0.95× the time with two streams). With two
+/// threads on the loaded host this pass took 0.75–0.8× the time at
+/// (64, 64, 56, 56) and 0.8–0.85× at (128, 256, 14, 14).
+///
+/// Not inlined: inlined into `_sweepStatistics` on one thread the loop spilled
+/// its accumulators and called `SIMD16.highHalf` out of line (2.2× slower).
+@inline(never)
+private func _addShiftedLineSums(_ x: UnsafePointer<Float>, lines: Range<Int>, channels: Int, inner: Int,
+                                 shift k: UnsafePointer<Double>,
+                                 sums: UnsafeMutablePointer<Double>, squares: UnsafeMutablePointer<Double>) {
+    guard inner >= 16 else {
+        for line in lines {
+            let c = line % channels
+            let (s, q) = _shiftedSums(x + line &* inner, rows: 1, rowStride: 0, length: inner, shift: k[c])
+            sums[c] += s
+            squares[c] += q
+        }
+        return
+    }
+    let counted = _laneIndices .< SIMD16<Int32>(repeating: Int32(16 &- (inner & 15)))
+    let half = lines.count / 2
+    var la = lines.lowerBound, ca = la % channels
+    var lb = la &+ half, cb = lb % channels
+    for _ in 0..<half {
+        let r = _linePairShiftedSums(x + la &* inner, x + lb &* inner, inner: inner, shifts: k[ca], k[cb],
+                                     counted: counted)
+        sums[ca] += _halvingSum(r.sumA); squares[ca] += _halvingSum(r.squaresA)
+        sums[cb] += _halvingSum(r.sumB); squares[cb] += _halvingSum(r.squaresB)
+        la &+= 1; lb &+= 1
+        ca &+= 1; if ca == channels { ca = 0 }
+        cb &+= 1; if cb == channels { cb = 0 }
+    }
+    if lb < lines.upperBound {
+        // The odd line: taken as both lines of a pair, counted once.
+        let r = _linePairShiftedSums(x + lb &* inner, x + lb &* inner, inner: inner, shifts: k[cb], k[cb],
+                                     counted: counted)
+        sums[cb] += _halvingSum(r.sumA); squares[cb] += _halvingSum(r.squaresA)
+    }
 }
 
 /// Channels-last rows handled per visit of a channel run: its constants or
@@ -219,12 +318,8 @@ private func _sweepStatistics(_ x: UnsafePointer<Float>, outer: Int, channels: I
                                    sums: sums, squares: squares)
                 return
             }
-            for line in _part(chunk, of: chunks, count: outer * channels) {
-                let c = line % channels
-                let (s, q) = _shiftedSums(x + line * inner, rows: 1, rowStride: 0, length: inner, shift: k[c])
-                sums[c] += s
-                squares[c] += q
-            }
+            _addShiftedLineSums(x, lines: _part(chunk, of: chunks, count: outer * channels), channels: channels,
+                                inner: inner, shift: k, sums: sums, squares: squares)
         }
         var wellCentred = true
         for c in 0..<channels {

@@ -99,6 +99,28 @@ struct BatchNormKernelPathTests {
         }
     }
 
+    /// The channels-first statistics read a chunk's lines as two streams (its
+    /// halves, one line of each at a time, an odd line last) and mask the lanes
+    /// of a last vector that overlaps floats already counted. Inner 196 = 12·16 + 4
+    /// (a 14×14 map), 31 = 16 + 15, 17 = 16 + 1, 16 (no tail) and 15 (scalar
+    /// lines); 15, 9 and 7 lines split into 1, 2 or 3 chunks give odd and even
+    /// halves. Channel c is centred on 100·c, so a line summed with another
+    /// channel's shift or into another channel's sums shows; the first value of
+    /// channel 1 is far out, so the re-centred second sweep runs too.
+    @Test(arguments: [(5, 3, 196), (3, 5, 31), (3, 3, 17), (4, 3, 16), (7, 1, 15), (1, 7, 40)], [1, 2, 3, nil] as [Int?])
+    func channelsFirstStatisticsOfTwoStreamsMatchTheReference(layout: (Int, Int, Int), threads: Int?) {
+        let (outer, channels, inner) = layout
+        let z = randomValues([outer * channels * inner], in: -2...3, seed: 179).values
+        var x = z.indices.map { i in Float(100 * Double(channelOf(i, channels: channels, inner: inner)) + z[i]) }
+        if channels > 1 { x[inner] = 1e4 }   // channel 1's first value, which is its first shift
+        let expected = referenceStatistics(x, channels: channels, inner: inner)
+        let (mean, variance) = statistics(x, outer: outer, channels: channels, inner: inner, threads: threads)
+        for c in 0..<channels {
+            #expect(isClose(mean[c], expected.mean[c], relative: 1e-13, absolute: 0), "mean[\(c)]")
+            #expect(isClose(variance[c], expected.variance[c], relative: 1e-11, absolute: 0), "variance[\(c)]")
+        }
+    }
+
     @Test(arguments: layouts, splits)
     func applyMatchesTheAffineMapOnEveryPath(layout: (Int, Int, Int), threads: Int?) {
         let (outer, channels, inner) = layout
