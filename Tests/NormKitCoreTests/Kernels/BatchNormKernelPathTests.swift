@@ -163,6 +163,21 @@ struct BatchNormKernelPathTests {
         expectClose(dBeta, expected.dBeta, relative: 1e-6, absolute: 1e-6, "dβ")
     }
 
+    /// Channels-last chunks that start mid-tensor with several row blocks per
+    /// quarter and a ragged rest: 30 rows in 1, 2 or 3 chunks (quarters of 7, 3
+    /// or 2 rows, then 2, 3 or 2 rows). 83 = 2·32 + 16 + 3 channels reach every
+    /// run width of the sums (32, 16, 1) and of dx (64, 16, 1); 130 = 2·64 + 2
+    /// and 4·32 + 2 likewise.
+    @Test(arguments: [(30, 83, 1), (30, 130, 1)], [1, 2, 3])
+    func channelsLastBackwardMatchesTheDefinitionForEveryChunkCount(layout: (Int, Int, Int), threads: Int) {
+        let (outer, channels, inner) = layout
+        let (dx, dGamma, dBeta, expected) = backwardAndItsReference(
+            outer: outer, channels: channels, inner: inner, statisticsFromBatch: true, threads: threads, firstSeed: 994)
+        expectClose(dx, expected.dx, relative: 1e-5, absolute: 1e-5, "dx")
+        expectClose(dGamma, expected.dGamma, relative: 1e-5, absolute: 1e-5, "dγ")
+        expectClose(dBeta, expected.dBeta, relative: 1e-6, absolute: 1e-6, "dβ")
+    }
+
     /// 64 Ki floats: above the size at which the kernel splits by itself (into
     /// `Threading.count` chunks of lines, each with its own partial sums), with
     /// a batch and with outer 1 (group norm's view).
