@@ -532,6 +532,28 @@ public func batchNormTrainingForward(
 }
 
 // MARK: - Backward
+//
+// Two sweeps in memory order: the sums (x and dy read), then dx (x and dy
+// read again, dx written). What did not beat them on the 2-core Zen 5 (A/B in
+// one process, medians and minima of 30–40 calls, load 3–8; Nov 2026):
+// - Fusing by channel block (a channels-first block's sums over every outer
+//   index, then its dx while its x and dy should still be in L3): 0.9–1.8×
+//   the time at (64, 64, 56, 56), slower in most runs, and 1.1–3× at
+//   (128, 256, 14, 14), blocks of
+//   1–16 MB with 1, 2, 4 or 8 outer indices read side by side. Every outer
+//   index starts a new stream for the prefetchers; the block's sums alone,
+//   with no reuse to gain, took 1.1–1.8× and 1.3–6× the sequential sweep.
+//   Software prefetch of the next outer index's lines (a C shim over
+//   `__builtin_prefetch`) brought those sums back to 1.0–1.1×, but the whole
+//   backward still took 0.87–1.2× (blocks of 3–12 MB) and 1.07–1.4× with
+//   blocks small enough for L2 (0.45–0.85 MB at 14×14): the reuse did not pay
+//   for the extra streams.
+// - Running dx first over the rows or lines its chunk read last (still in
+//   cache, in principle): 0.88–1.08×, no consistent gain.
+// - Non-temporal stores for dx (a C model of the dx sweep): no gain.
+// - Channels-last sums with 4-row partial products in Float: the sums pass
+//   0.90–0.94× at 256 channels, the whole backward unchanged, so the Double
+//   products stay.
 
 /// Σdy and Σdy·(x − mean) in Double over one channels-first channel.
 @inline(__always)
