@@ -163,6 +163,47 @@ struct BatchNormKernelPathTests {
         expectClose(dBeta, expected.dBeta, relative: 1e-6, absolute: 1e-6, "dβ")
     }
 
+    /// dx written over dy (the autodiff pullback's in-place case) equals dx in a
+    /// buffer of its own, bit for bit, on every path and chunk count.
+    @Test(arguments: layouts, [1, 2, 3])
+    func backwardWritesTheSameDxOverDy(layout: (Int, Int, Int), threads: Int) {
+        let (outer, channels, inner) = layout
+        let count = outer * channels * inner
+        let x = randomValues([count], in: -2...2, seed: 996).values.map { Float($0) }
+        let dy = randomValues([count], seed: 997).values.map { Float($0) }
+        let mean = randomValues([channels], in: -0.5...0.5, seed: 998).values.map { Float($0) }
+        let invstd = randomValues([channels], in: 0.5...2, seed: 999).values.map { Float($0) }
+        let gamma = randomValues([channels], in: 0.5...2, seed: 1000).values.map { Float($0) }
+        func run(inPlace: Bool) -> [Float] {
+            var separate = [Float](repeating: .nan, count: count), shared = dy
+            var dGamma = [Float](repeating: 0, count: channels), dBeta = dGamma
+            x.withUnsafeBufferPointer { px in
+                mean.withUnsafeBufferPointer { pm in
+                    invstd.withUnsafeBufferPointer { ps in
+                        gamma.withUnsafeBufferPointer { pg in
+                            dGamma.withUnsafeMutableBufferPointer { dg in
+                                dBeta.withUnsafeMutableBufferPointer { db in
+                                    shared.withUnsafeMutableBufferPointer { pdy in
+                                        separate.withUnsafeMutableBufferPointer { pdx in
+                                            batchNormBackward(
+                                                input: px, outputGradient: UnsafeBufferPointer(pdy),
+                                                outer: outer, channels: channels, inner: inner, mean: pm,
+                                                inverseStandardDeviation: ps, gamma: pg, statisticsFromBatch: true,
+                                                inputGradient: inPlace ? pdy : pdx, gammaGradient: dg,
+                                                betaGradient: db, threads: threads)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return inPlace ? shared : separate
+        }
+        #expect(run(inPlace: true) == run(inPlace: false))
+    }
+
     /// Channels-last chunks that start mid-tensor with several row blocks per
     /// quarter and a ragged rest: 30 rows in 1, 2 or 3 chunks (quarters of 7, 3
     /// or 2 rows, then 2, 3 or 2 rows). 83 = 2·32 + 16 + 3 channels reach every
