@@ -11,7 +11,7 @@ public final class GradientNode {
     public let operation: String
     // `var` only so that `deinit` can unlink them.
     var inputs: [GradientNode?]
-    var pullback: ((Tensor) -> [Tensor?])?
+    var pullback: ((consuming Tensor) -> [Tensor?])?
     /// The accumulated gradient (kept on leaves after `backward()`).
     public internal(set) var gradient: Tensor?
 
@@ -22,7 +22,7 @@ public final class GradientNode {
         self.pullback = nil
     }
 
-    init(operation: String, inputs: [GradientNode?], pullback: @escaping (Tensor) -> [Tensor?]) {
+    init(operation: String, inputs: [GradientNode?], pullback: @escaping (consuming Tensor) -> [Tensor?]) {
         self.operation = operation
         self.inputs = inputs
         self.pullback = pullback
@@ -91,8 +91,11 @@ extension Tensor {
     /// Links `self` (the output of `operation`) to `inputs` in the graph when any
     /// of them carries a node and recording is on. The pullback receives the
     /// gradient of the output and returns one gradient (or nil) per input.
+    /// It owns that gradient (`consuming`): `backward()` keeps no copy, so when
+    /// the storage is not shared (`isKnownUniquelyReferenced`) the pullback may
+    /// write an input's gradient into it (batch norm writes dx over dy).
     /// This is how a new differentiable op (or a fused one) joins the graph.
-    public mutating func record(_ operation: String, inputs: [Tensor], pullback: @escaping (Tensor) -> [Tensor?]) {
+    public mutating func record(_ operation: String, inputs: [Tensor], pullback: @escaping (consuming Tensor) -> [Tensor?]) {
         guard inputs.contains(where: { $0.gradientNode != nil }), Autodiff.isRecording else {
             gradientNode = nil
             return
@@ -134,7 +137,8 @@ extension Tensor {
             for node in order.reversed() {
                 guard let pullback = node.pullback, let gradient = node.gradient else { continue }
                 node.gradient = nil
-                let inputGradients = pullback(gradient)
+                // Handed over, not copied: the pullback may reuse its storage.
+                let inputGradients = pullback(consume gradient)
                 precondition(inputGradients.count == node.inputs.count,
                              "\(node.operation) returned \(inputGradients.count) gradients for \(node.inputs.count) inputs")
                 for (input, inputGradient) in zip(node.inputs, inputGradients) {

@@ -212,6 +212,32 @@ struct BatchNormOpTests {
         #expect(node.gradient?.scalars.allSatisfy { $0.isFinite } == true)
     }
 
+    /// The pullback writes dx over dy when it holds dy's only reference (here the
+    /// gradient of y · w, which the product's pullback made) and into a new tensor
+    /// when dy is shared (here the caller's seed w itself): the same dy gives the
+    /// same input gradient bit for bit, and the caller's seed keeps its values.
+    /// Ghost batches of 2 overwrite dy group by group.
+    @Test(arguments: [BatchNormLayout(shape: [4, 3, 5, 6], featureAxis: 1),
+                      BatchNormLayout(shape: [4, 5, 6, 3], featureAxis: -1)], [nil, 2])
+    func inputGradientIsTheSameWhetherDyIsOverwrittenOrShared(layout: BatchNormLayout, ghostBatchSize: Int?) {
+        let x = input(layout, seed: 995).tensor
+        let gamma = randomValues([layout.channels], in: 0.5...2, seed: 996).tensor
+        let w = randomValues(layout.shape, seed: 997).tensor
+        let seedValues = w.scalars
+        func inputGradient(_ backward: (Tensor) -> Void) -> [Float] {
+            let node = GradientNode(leaf: "x")
+            let y = batchNorm(x.attached(to: node), featureAxis: layout.featureAxis, gamma: gamma, beta: nil,
+                              epsilon: Self.epsilon, ghostBatchSize: ghostBatchSize, renormalizingToward: nil).output
+            backward(y)
+            return node.gradient?.scalars ?? []
+        }
+        let overwritten = inputGradient { y in (y * w).sum().backward() }
+        let shared = inputGradient { y in y.backward(gradient: w) }
+        #expect(overwritten.count == x.scalarCount)
+        #expect(overwritten == shared)
+        #expect(w.scalars == seedValues, "the caller's seed gradient is left as it was")
+    }
+
     @Test func nonFiniteInputMakesTheStatisticsNonFinite() {
         var values = [Float](repeating: 1, count: 12)
         values[4] = .nan
