@@ -75,6 +75,10 @@ for ours, theirs in shapes:
             note.append(f"{r['min_us'] / inference:.2f}× inference")
         if op == "backward" and theirs and torch_kernels.get((theirs, "bwd")):
             note.append(f"PyTorch through autograd: {fmt(torch_kernels[(theirs, 'bwd')])}")
+        in_place = normkit.get(f"bn/backward-in-place/{ours}")
+        if op == "backward" and in_place:
+            ratio_in_place = f" ({t / in_place['min_us']:.2f}× PyTorch)" if t else ""
+            note.append(f"dx over dy, as autodiff runs it: {fmt(in_place['min_us'])}{ratio_in_place}")
         note.append(f"mallocs {r.get('mallocs', '-')}")
         lines.append(f"| BN {op} {ours} | {fmt(r['min_us'])} | {fmt(t)} | {ratio} | {'; '.join(note)} |")
 

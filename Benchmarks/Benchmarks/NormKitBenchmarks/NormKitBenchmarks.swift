@@ -36,6 +36,12 @@ let benchmarks: @Sendable () -> Void = {
         Benchmark("bn/backward/\(shape.name)", configuration: configuration) { benchmark in
             for _ in benchmark.scaledIterations { work.backward() }
         }
+        // What the autodiff pullback runs when dy is not shared: dx over dy, one stream fewer.
+        let inPlace = BatchNormWork(shape)
+        inPlace.makeGainsUnit()
+        Benchmark("bn/backward-in-place/\(shape.name)", configuration: configuration) { benchmark in
+            for _ in benchmark.scaledIterations { inPlace.backwardInPlace() }
+        }
         if shape.elementCount >= 1 << 16 && !shape.channelsLast {
             Benchmark("memcpy/\(shape.name.replacingOccurrences(of: "-nchw", with: ""))",
                       configuration: configuration) { benchmark in

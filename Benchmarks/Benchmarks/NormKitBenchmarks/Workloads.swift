@@ -94,6 +94,27 @@ final class BatchNormWork: @unchecked Sendable {
                           gammaGradient: dGamma, betaGradient: dBeta)
     }
 
+    /// dx written over dy, as batch norm's pullback does when it holds dy's only
+    /// reference (the autodiff path of a training step). Call `makeGainsUnit()` once
+    /// first: repeating the backward in place then maps dy to itself up to rounding.
+    func backwardInPlace() {
+        batchNormBackward(input: UnsafeBufferPointer(x), outputGradient: UnsafeBufferPointer(dy),
+                          outer: layout.outer, channels: layout.channels, inner: layout.inner,
+                          mean: UnsafeBufferPointer(center), inverseStandardDeviation: UnsafeBufferPointer(invstd),
+                          gamma: UnsafeBufferPointer(gamma), statisticsFromBatch: true,
+                          meanResidual: UnsafeBufferPointer(residual), inputGradient: dy,
+                          gammaGradient: dGamma, betaGradient: dBeta)
+    }
+
+    /// Sets γ = 1/invstd per channel, so γ·invstd = 1 and the backward is a projection
+    /// (dx = dy minus its mean and its x̂ component): applied to its own output it
+    /// changes nothing but rounding, so thousands of in-place iterations neither decay
+    /// into subnormals (which are slow) nor overflow.
+    func makeGainsUnit() {
+        for c in 0..<gamma.count { gamma[c] = 1 / invstd[c] }
+        backwardInPlace()   // dy becomes its projection: the fixed point later iterations keep
+    }
+
     /// y ← x with memcpy, split across `Threading.count` threads: the bandwidth ceiling for inference.
     func copy() {
         let count = x.count, source = x.baseAddress!, destination = y.baseAddress!
