@@ -84,25 +84,20 @@ final class BatchNormWork: @unchecked Sendable {
                        center: UnsafeBufferPointer(center), output: y)
     }
 
-    /// dx, dγ, dβ with batch statistics.
-    func backward() {
-        batchNormBackward(input: UnsafeBufferPointer(x), outputGradient: UnsafeBufferPointer(dy),
-                          outer: layout.outer, channels: layout.channels, inner: layout.inner,
-                          mean: UnsafeBufferPointer(center), inverseStandardDeviation: UnsafeBufferPointer(invstd),
-                          gamma: UnsafeBufferPointer(gamma), statisticsFromBatch: true,
-                          meanResidual: UnsafeBufferPointer(residual), inputGradient: dx,
-                          gammaGradient: dGamma, betaGradient: dBeta)
-    }
+    /// dx, dγ, dβ with batch statistics, dx into its own buffer.
+    func backward() { backward(writingInputGradientTo: dx) }
 
     /// dx written over dy, as batch norm's pullback does when it holds dy's only
     /// reference (the autodiff path of a training step). Call `makeGainsUnit()` once
     /// first: repeating the backward in place then maps dy to itself up to rounding.
-    func backwardInPlace() {
+    func backwardInPlace() { backward(writingInputGradientTo: dy) }
+
+    private func backward(writingInputGradientTo inputGradient: UnsafeMutableBufferPointer<Float>) {
         batchNormBackward(input: UnsafeBufferPointer(x), outputGradient: UnsafeBufferPointer(dy),
                           outer: layout.outer, channels: layout.channels, inner: layout.inner,
                           mean: UnsafeBufferPointer(center), inverseStandardDeviation: UnsafeBufferPointer(invstd),
                           gamma: UnsafeBufferPointer(gamma), statisticsFromBatch: true,
-                          meanResidual: UnsafeBufferPointer(residual), inputGradient: dy,
+                          meanResidual: UnsafeBufferPointer(residual), inputGradient: inputGradient,
                           gammaGradient: dGamma, betaGradient: dBeta)
     }
 

@@ -277,3 +277,33 @@ func expectClose(
 ) {
     expectClose([actual], [expected], relative: relative, absolute: absolute, what(), sourceLocation: sourceLocation)
 }
+
+// MARK: - A small classification problem for fit, the fused step and trainOnBatch
+
+/// Three classes of 5 features; 45 examples, so batches of 8 end with a partial batch of 5.
+func threeClassData(seed: UInt64) -> (x: Tensor, y: [Int]) {
+    var generator = SeededGenerator(seed: seed)
+    let count = 45, features = 5
+    var values: [Float] = [], labels: [Int] = []
+    for index in 0..<count {
+        let label = index % 3
+        labels.append(label)
+        for feature in 0..<features {
+            values.append(generator.nextStandardNormal() + (feature % 3 == label ? 2 : 0))
+        }
+    }
+    return (Tensor(values, shape: [count, features]), labels)
+}
+
+/// Linear(5, 8) → BatchNorm1d(8) → ReLU → Linear(8, 3) [→ Softmax], from explicit seeds.
+func chainModel(seed: UInt64, softmax: Bool = false) -> (Sequential, BatchNorm1d) {
+    let batchNorm = BatchNorm1d(8)
+    let model = Sequential {
+        makeLinear(5, 8, seed: seed)
+        batchNorm
+        ReLU()
+        makeLinear(8, 3, seed: seed + 1)
+        if softmax { Softmax() }
+    }
+    return (model, batchNorm)
+}

@@ -6,32 +6,10 @@
 @testable import NormKitNN
 import Testing
 
-/// Linear(5, 8) → BatchNorm1d(8) → ReLU → Linear(8, 3) [→ Softmax], from explicit seeds.
-private func chainModel(seed: UInt64, softmax: Bool) -> (Sequential, BatchNorm1d) {
-    let batchNorm = BatchNorm1d(8)
-    let model = Sequential {
-        makeLinear(5, 8, seed: seed)
-        batchNorm
-        ReLU()
-        makeLinear(8, 3, seed: seed + 1)
-        if softmax { Softmax() }
-    }
-    return (model, batchNorm)
-}
-
-/// Three classes of 5 features; 45 examples, so batches of 8 end with a partial batch of 5.
-private func threeClassData(seed: UInt64) -> TensorDataset {
-    var generator = SeededGenerator(seed: seed)
-    let count = 45, features = 5
-    var values: [Float] = [], labels: [Int] = []
-    for index in 0..<count {
-        let label = index % 3
-        labels.append(label)
-        for feature in 0..<features {
-            values.append(generator.nextStandardNormal() + (feature % 3 == label ? 2 : 0))
-        }
-    }
-    return TensorDataset(features: Tensor(values, shape: [count, features]), labels: labels)
+/// `threeClassData` as a batch source for `fit`.
+private func threeClassDataset(seed: UInt64) -> TensorDataset {
+    let data = threeClassData(seed: seed)
+    return TensorDataset(features: data.x, labels: data.y)
 }
 
 private func snapshot(_ model: Module, _ batchNorm: BatchNorm) -> [[Float]] {
@@ -45,7 +23,7 @@ private func snapshot(_ model: Module, _ batchNorm: BatchNorm) -> [[Float]] {
 struct FusedTrainingStepTests {
     @Test("freeze() from a callback during fit takes effect on the fused path as on the general one")
     func freezingDuringFitTakesEffect() throws {
-        let data = threeClassData(seed: 5)
+        let data = threeClassDataset(seed: 5)
         func run(fused: Bool) throws -> (state: [[Float]], tracked: Int) {
             let (model, batchNorm) = chainModel(seed: 50, softmax: false)
             model.allowsFusedTrainingStep = fused
@@ -66,7 +44,7 @@ struct FusedTrainingStepTests {
     @Test("fit's fused step trains to the bitwise same weights, statistics and history as the autodiff step",
           arguments: [true, false])
     func fusedMatchesGeneral(endsInSoftmax: Bool) throws {
-        let data = threeClassData(seed: 3)
+        let data = threeClassDataset(seed: 3)
         func run(fused: Bool) throws -> (state: [[Float]], history: History, tracked: Int) {
             let (model, batchNorm) = chainModel(seed: 40, softmax: endsInSoftmax)
             model.allowsFusedTrainingStep = fused
@@ -110,7 +88,7 @@ struct FusedTrainingStepTests {
 
     @Test("a steady-state fused step allocates no tensor storage (the general step allocates dozens)")
     func steadyStateAllocatesNoTensors() throws {
-        let data = threeClassData(seed: 5)
+        let data = threeClassDataset(seed: 5)
         let (model, _) = chainModel(seed: 50, softmax: true)
         let optimizer = Adam(model.trainableParameters(), learningRate: 0.01)
         let step = try #require(FusedTrainingStep(model: model, loss: SparseCategoricalCrossentropy(),
@@ -139,7 +117,7 @@ struct FusedTrainingStepTests {
 
     @Test("gradients and weights kept from step k are unchanged by step k + 1 (buffers are reused, never aliased)")
     func keptValuesSurviveTheNextStep() throws {
-        let data = threeClassData(seed: 6)
+        let data = threeClassDataset(seed: 6)
         let (model, batchNorm) = chainModel(seed: 60, softmax: true)
         let optimizer = Adam(model.trainableParameters(), learningRate: 0.01)
         let step = try #require(FusedTrainingStep(model: model, loss: SparseCategoricalCrossentropy(),
@@ -167,7 +145,7 @@ struct FusedTrainingStepTests {
 
     @Test("a batch of one through batch norm throws the layer's error on the fused path too")
     func singleExampleBatchThrows() throws {
-        let data = threeClassData(seed: 7)
+        let data = threeClassDataset(seed: 7)
         let (model, _) = chainModel(seed: 70, softmax: true)
         let step = try #require(FusedTrainingStep(model: model, loss: SparseCategoricalCrossentropy(),
                                                   featureShape: [5], capacity: 8))
@@ -252,7 +230,7 @@ struct FusedTrainingStepOptionTests {
     @Test("each option is either run by the fused step or left to the general step, and fit ends bitwise the same",
           arguments: FusedBatchNormSetup.all)
     func optionTrainsAsTheGeneralStep(_ setup: FusedBatchNormSetup) throws {
-        let data = threeClassData(seed: 9)
+        let data = threeClassDataset(seed: 9)
         // Dense layers are lazy: build as fit does before asking whether the fused step applies.
         let probe = setup.build()
         _ = probe.build(inputShape: [8, 5])

@@ -7,40 +7,12 @@
 @testable import NormKitNN
 import Testing
 
-/// Three classes of 5 features; 45 examples, so batches of 8 end with a partial batch of 5.
-private func threeClassData(seed: UInt64) -> (x: Tensor, y: [Int]) {
-    var generator = SeededGenerator(seed: seed)
-    let count = 45, features = 5
-    var values: [Float] = [], labels: [Int] = []
-    for index in 0..<count {
-        let label = index % 3
-        labels.append(label)
-        for feature in 0..<features {
-            values.append(generator.nextStandardNormal() + (feature % 3 == label ? 2 : 0))
-        }
-    }
-    return (Tensor(values, shape: [count, features]), labels)
-}
-
 /// Rows `range` of (N, features) `x` and their labels: the batch `fit` draws without shuffling.
 private func batch(_ data: (x: Tensor, y: [Int]), _ range: Range<Int>) -> (x: Tensor, y: [Int]) {
     let width = data.x.shape[1]
     return (Tensor(Array(data.x.scalars[range.lowerBound * width..<range.upperBound * width]),
                    shape: [range.count, width]),
             Array(data.y[range]))
-}
-
-/// Linear(5, 8) → BatchNorm1d(8) → ReLU → Linear(8, 3) [→ Softmax], from explicit seeds.
-private func chainModel(seed: UInt64, softmax: Bool = false) -> (Sequential, BatchNorm1d) {
-    let batchNorm = BatchNorm1d(8)
-    let model = Sequential {
-        makeLinear(5, 8, seed: seed)
-        batchNorm
-        ReLU()
-        makeLinear(8, 3, seed: seed + 1)
-        if softmax { Softmax() }
-    }
-    return (model, batchNorm)
 }
 
 /// Every state-dict entry of the model and of its compiled optimizer (Adam's
