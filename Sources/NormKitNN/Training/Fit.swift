@@ -113,9 +113,15 @@ extension Module {
             setMode(.training)
             let started = monotonicSeconds()
             var lossSum = 0.0, correct = 0, seen = 0
+            // Whether the fused step ran the epoch's last step: only then are its statistics the
+            // last batch's (a layer changed mid-run sends the steps after it to the general path,
+            // which publishes its own).
+            var lastStepWasFused = false
             for step in 0..<steps {
                 let indices = order[(step * batchSize)..<min((step + 1) * batchSize, usableCount)]
-                let result = try fused?.step(data, indices: indices, optimizer: compiled.optimizer)
+                let fusedResult = try fused?.step(data, indices: indices, optimizer: compiled.optimizer)
+                lastStepWasFused = fusedResult != nil
+                let result = try fusedResult
                     ?? generalStep(data, indices: indices, buffers: &buffers, compiled: compiled)
                 lossSum += Double(result.loss) * Double(indices.count)
                 seen += indices.count
@@ -125,7 +131,7 @@ extension Module {
             }
             let seconds = monotonicSeconds() - started
             history.epochs.append(epoch)
-            fused?.publishStatistics()
+            if lastStepWasFused { fused?.publishStatistics() }
             history.epochSeconds.append(seconds)
             history.loss.append(lossSum / Double(max(seen, 1)))
             var line = "Epoch \(epoch)/\(epochs) - \(fixed(seconds, 2))s - loss: \(fixed(history.loss.last!, 4))"
@@ -219,14 +225,15 @@ extension Module {
                 state.fused = FusedTrainingStep(model: self, loss: compiled.loss, featureShape: state.featureShape,
                                                 capacity: capacity)
             }
-            if let fused = state.fused, fused.capacity >= y.count, x.shape.dropFirst().elementsEqual(state.featureShape) {
-                result = try fused.step(features: x, labels: y, optimizer: compiled.optimizer)
-                if result == nil {   // the layers changed since it was built
-                    rebuild(capacity: fused.capacity)
-                    result = try state.fused?.step(features: x, labels: y, optimizer: compiled.optimizer)
-                }
-            } else {
-                rebuild(capacity: y.count)
+            // The capacity to rebuild with, if the kept step cannot take this batch; decided
+            // before rebuilding so that no binding keeps the old step's buffers alive meanwhile.
+            var rebuildCapacity: Int? = y.count
+            if let kept = state.fused, kept.capacity >= y.count, x.shape.dropFirst().elementsEqual(state.featureShape) {
+                result = try kept.step(features: x, labels: y, optimizer: compiled.optimizer)
+                rebuildCapacity = result == nil ? kept.capacity : nil   // nil result: the layers changed since it was built
+            }
+            if let capacity = rebuildCapacity {
+                rebuild(capacity: capacity)
                 result = try state.fused?.step(features: x, labels: y, optimizer: compiled.optimizer)
             }
             if result != nil { state.fused!.publishStatistics() }

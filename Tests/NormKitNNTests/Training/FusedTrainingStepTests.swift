@@ -41,6 +41,28 @@ struct FusedTrainingStepTests {
         #expect(fused.state == general.state)
     }
 
+    @Test("a layer change that sends fit's later steps to the general path leaves the last batch's statistics published")
+    func statisticsAfterFallingBackMidFitAreTheLastBatchs() throws {
+        let data = threeClassDataset(seed: 8)
+        func run(fused: Bool) throws -> (state: [[Float]], statistics: [[Float]]) {
+            let first = makeLinear(5, 8, seed: 60), batchNorm = BatchNorm1d(8)
+            let model = Sequential { first; batchNorm; ReLU(); makeLinear(8, 3, seed: 61) }
+            model.allowsFusedTrainingStep = fused
+            model.compile(optimizer: Adam(learningRate: 0.05), loss: SparseCategoricalCrossentropy(fromLogits: true))
+            // After epoch 1 a non-trainable bias makes the fused step decline every step of epoch 2.
+            _ = try model.fit(data, epochs: 2, batchSize: 8, generator: SeededGenerator(seed: 62), progress: .silent,
+                              epochFinished: { epoch, _ in if epoch == 1 { first.bias!.isTrainable = false } })
+            let statistics = try #require(batchNorm.lastBatchStatistics)
+            return (model.parameters().map(\.value.scalars),
+                    [statistics.mean, statistics.variance, statistics.inverseStandardDeviation, [Float(statistics.count)]])
+        }
+        let fused = try run(fused: true), general = try run(fused: false)
+        #expect(fused.state == general.state)
+        // Epoch 2's last batch, which the general path published, not epoch 1's last one that
+        // the fused step still held.
+        #expect(fused.statistics == general.statistics)
+    }
+
     @Test("fit's fused step trains to the bitwise same weights, statistics and history as the autodiff step",
           arguments: [true, false])
     func fusedMatchesGeneral(endsInSoftmax: Bool) throws {
