@@ -155,9 +155,15 @@ struct BatchNormKernelPathTests {
 
     @Test(arguments: layouts, splits)
     func backwardMatchesTheDefinitionOnEveryPath(layout: (Int, Int, Int), threads: Int?) {
+        expectBackwardMatchesTheDefinition(layout: layout, threads: threads, firstSeed: 178)
+    }
+
+    /// dx, dγ and dβ of the kernel (statistics from the batch) against the Double definition.
+    private func expectBackwardMatchesTheDefinition(layout: (Int, Int, Int), threads: Int?, firstSeed: UInt64) {
         let (outer, channels, inner) = layout
         let (dx, dGamma, dBeta, expected) = backwardAndItsReference(
-            outer: outer, channels: channels, inner: inner, statisticsFromBatch: true, threads: threads, firstSeed: 178)
+            outer: outer, channels: channels, inner: inner, statisticsFromBatch: true, threads: threads,
+            firstSeed: firstSeed)
         expectClose(dx, expected.dx, relative: 1e-5, absolute: 1e-5, "dx")
         expectClose(dGamma, expected.dGamma, relative: 1e-5, absolute: 1e-5, "dγ")
         expectClose(dBeta, expected.dBeta, relative: 1e-6, absolute: 1e-6, "dβ")
@@ -211,12 +217,7 @@ struct BatchNormKernelPathTests {
     /// and 4·32 + 2 likewise.
     @Test(arguments: [(30, 83, 1), (30, 130, 1)], [1, 2, 3])
     func channelsLastBackwardMatchesTheDefinitionForEveryChunkCount(layout: (Int, Int, Int), threads: Int) {
-        let (outer, channels, inner) = layout
-        let (dx, dGamma, dBeta, expected) = backwardAndItsReference(
-            outer: outer, channels: channels, inner: inner, statisticsFromBatch: true, threads: threads, firstSeed: 994)
-        expectClose(dx, expected.dx, relative: 1e-5, absolute: 1e-5, "dx")
-        expectClose(dGamma, expected.dGamma, relative: 1e-5, absolute: 1e-5, "dγ")
-        expectClose(dBeta, expected.dBeta, relative: 1e-6, absolute: 1e-6, "dβ")
+        expectBackwardMatchesTheDefinition(layout: layout, threads: threads, firstSeed: 994)
     }
 
     /// 64 Ki floats: above the size at which the kernel splits by itself (into
