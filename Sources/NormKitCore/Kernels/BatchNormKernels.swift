@@ -222,21 +222,28 @@ private func _addShiftedLineSums(_ x: UnsafePointer<Float>, lines: Range<Int>, c
 /// partial sums are loaded once and used on this many rows.
 private let _rowBlock = 4
 
-/// Calls `body(first, count, stride)` on blocks of `count` rows (`_rowBlock`,
-/// fewer for the last) that together cover `rows` once: rows first,
-/// first + stride/channels, first + 2·stride/channels, …
+/// Calls `body(first, count, stride)` on blocks of `count` rows that together
+/// cover `rows` once: rows first, first + stride/channels,
+/// first + 2·stride/channels, …
 ///
-/// Rows of 64 channels or more are taken from four distant quarters of the
-/// range, so each quarter is read front to back as its own stream; a block of
-/// four adjacent rows visits its 1–4 KiB in an order the prefetchers do not
-/// follow (runs of 64 channels of row 0, row 1, …, then the next runs), which
-/// measured up to 2.3× slower for the statistics and 1.3× for the backward
-/// sums at 96–512 channels. Shorter rows are taken four adjacent ones at a
-/// time: those blocks are 1 KiB or less, and eight or more short streams
-/// measured slower (1.27× for the backward sums at 32 channels).
-/// Full blocks pass the constant `_rowBlock`, so the body's row loop unrolls.
+/// Rows of 64 channels or more are taken from `parts` (2 or 4) distant parts
+/// of the range, one row from each per block, so each part is read front to
+/// back as its own stream; a block of four adjacent rows visits its 1–4 KiB in
+/// an order the prefetchers do not follow (runs of 64 channels of row 0,
+/// row 1, …, then the next runs), which measured up to 2.3× slower for the
+/// statistics and 1.3× for the backward sums at 96–512 channels. How many
+/// parts depends on how many tensors the pass sweeps: every part of every
+/// tensor is a stream. The dx pass sweeps x, dy and dx: with 4 parts (12
+/// streams per core) the backward took 1.03–1.11× as long as with 2 at
+/// (64, 64, 56, 56) and 1.03–1.07× at (128, 256, 14, 14). The statistics sweep
+/// x alone and need 4: with 2 they took 1.06–1.12× as long at 256 channels.
+/// The other passes measured the same with 2 or 4 and keep 4.
+/// Shorter rows are taken four adjacent ones at a time: those blocks are
+/// 1 KiB or less, and eight or more short streams measured slower (1.27× for
+/// the backward sums at 32 channels).
+/// Full blocks pass a constant count, so the body's row loop unrolls.
 @inline(__always)
-private func _forEachRowBlock(_ rows: Range<Int>, channels: Int,
+private func _forEachRowBlock(_ rows: Range<Int>, channels: Int, parts: Int = _rowBlock,
                               _ body: (_ first: Int, _ count: Int, _ stride: Int) -> Void) {
     if channels < 64 {
         var row = rows.lowerBound
@@ -247,11 +254,15 @@ private func _forEachRowBlock(_ rows: Range<Int>, channels: Int,
         if row < rows.upperBound { body(row, rows.upperBound &- row, channels) }
         return
     }
-    let quarter = rows.count / _rowBlock
-    for i in 0..<quarter {
-        body(rows.lowerBound &+ i, _rowBlock, quarter &* channels)
+    let partLength: Int
+    if parts == 2 {
+        partLength = rows.count / 2
+        for i in 0..<partLength { body(rows.lowerBound &+ i, 2, partLength &* channels) }
+    } else {
+        partLength = rows.count / _rowBlock
+        for i in 0..<partLength { body(rows.lowerBound &+ i, _rowBlock, partLength &* channels) }
     }
-    let rest = rows.lowerBound &+ quarter &* _rowBlock
+    let rest = rows.lowerBound &+ partLength &* parts
     if rest < rows.upperBound { body(rest, rows.upperBound &- rest, channels) }
 }
 
@@ -639,7 +650,7 @@ private func _addGradientRowSums(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<
 private func _inputGradientRows(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                                 rows: Range<Int>, channels: Int, mean: UnsafePointer<Float>,
                                 a: UnsafePointer<Float>, b: UnsafePointer<Float>, k: UnsafePointer<Float>) {
-    _forEachRowBlock(rows, channels: channels) { row, count, stride in
+    _forEachRowBlock(rows, channels: channels, parts: 2) { row, count, stride in
         let xl = x + row &* channels, gl = dy + row &* channels, out = dx + row &* channels
         @inline(__always) func runs<V: _ChannelRun>(_: V.Type, from c: inout Int) {
             while c &+ V.width <= channels {

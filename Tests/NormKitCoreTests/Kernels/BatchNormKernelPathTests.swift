@@ -211,8 +211,9 @@ struct BatchNormKernelPathTests {
     }
 
     /// Channels-last chunks that start mid-tensor with several row blocks per
-    /// quarter and a ragged rest: 30 rows in 1, 2 or 3 chunks (quarters of 7, 3
-    /// or 2 rows, then 2, 3 or 2 rows). 83 = 2·32 + 16 + 3 channels reach every
+    /// part and a ragged rest: 30 rows in 1, 2 or 3 chunks (the sums' quarters
+    /// of 7, 3 or 2 rows, then 2, 3 or 2 rows; the dx pass's halves of 15, 7
+    /// or 5 rows, then 0, 1 or 0 rows). 83 = 2·32 + 16 + 3 channels reach every
     /// run width of the sums (32, 16, 1) and of dx (64, 16, 1); 130 = 2·64 + 2
     /// and 4·32 + 2 likewise.
     @Test(arguments: [(30, 83, 1), (30, 130, 1)], [1, 2, 3])
