@@ -15,10 +15,11 @@ struct BatchNormKernelPathTests {
     /// (outer, channels, inner): channels-first with inner 37 = 2·16 + 5 and 16,
     /// 70 channels (more than one 64-channel block per thread), and outer 1
     /// (threads split the channels' lines, as for group norm's rows);
-    /// channels-last (inner 1) with 19 = 16 + 3, 32, 83 = 64 + 16 + 3 and
-    /// 128 = 2·64 channels.
+    /// channels-last (inner 1) with 19 = 16 + 3, 83 = 64 + 16 + 3 and
+    /// 128 = 2·64 channels, and 16, 32 and 64 (a row that is a single run,
+    /// whose sums stay in registers over a thread's whole range).
     static let layouts = [(7, 5, 37), (3, 4, 16), (2, 70, 17), (1, 9, 40), (53, 19, 1), (40, 32, 1), (9, 83, 1),
-                          (10, 128, 1)]
+                          (10, 128, 1), (23, 64, 1), (31, 16, 1)]
     static let splits: [Int?] = [nil, 1, 3]
 
     private func channelOf(_ i: Int, channels: Int, inner: Int) -> Int { (i / inner) % channels }
@@ -85,7 +86,8 @@ struct BatchNormKernelPathTests {
 
     /// Mean 1e4, std 1e-3, and the channel's first value 1 (far out): the one-pass
     /// shifted sums around it would cancel, so the kernel must re-centre on the mean.
-    @Test(arguments: [(9, 3, 40), (200, 18, 1)], splits)
+    /// Channels-last with 18 channels (row blocks) and 64 (one run, sums in registers).
+    @Test(arguments: [(9, 3, 40), (200, 18, 1), (90, 64, 1)], splits)
     func statisticsStayExactWhenTheFirstValueIsFarFromTheMean(layout: (Int, Int, Int), threads: Int?) {
         let (outer, channels, inner) = layout
         let z = randomValues([outer * channels * inner], seed: 173).values
