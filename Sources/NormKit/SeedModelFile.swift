@@ -104,9 +104,23 @@ public enum SeedModel {
         }
     }
 
+    /// The number of classes the model scores: the width of its output (`fc2`'s out features).
+    public var classCount: Int {
+        switch self {
+        case .mlp(let model): model.fc2.outFeatures
+        case .cnn(let model): model.fc2.outFeatures
+        }
+    }
+
     /// Loss (the model's own, see `loss`) and accuracy on `images`, in inference mode.
+    /// - Throws: `SeedModelError.imagesDoNotFit` for images of another size, and
+    ///   `.labelsOutOfRange` when a label is not one of the model's classes — checked before
+    ///   anything runs, because the loss would stop the process on such a label.
     public func evaluate(_ images: LabeledImages, batchSize: Int = 1000) throws -> Evaluation {
         let data = try inputs(images)
+        guard images.classCount <= classCount else {
+            throw SeedModelError.labelsOutOfRange(classes: classCount, largestLabel: images.classCount - 1)
+        }
         module.compile(optimizer: Adam(), loss: loss)
         return try module.evaluate(data, batchSize: batchSize)
     }
@@ -123,6 +137,8 @@ public enum SeedModelError: Error, Sendable, CustomStringConvertible {
     case notASeedModel(path: String, reason: StateDictError)
     /// The model was trained on images of another size.
     case imagesDoNotFit(model: String, expected: String, rows: Int, columns: Int)
+    /// The labels name a class the model does not score (it outputs `classes` values per image).
+    case labelsOutOfRange(classes: Int, largestLabel: Int)
 
     public var description: String {
         switch self {
@@ -130,6 +146,8 @@ public enum SeedModelError: Error, Sendable, CustomStringConvertible {
             "\(path): not a seed model (SeedMLP: fc1, bn, fc2; SeedCNN: 0 … 12 as in peers/torch_cnn.py). \(reason)"
         case let .imagesDoNotFit(model, expected, rows, columns):
             "the \(model) takes \(expected), the images are \(rows)×\(columns)"
+        case let .labelsOutOfRange(classes, largestLabel):
+            "the model scores classes 0..<\(classes), but the labels include \(largestLabel)"
         }
     }
 }

@@ -63,6 +63,17 @@ struct SeedModelFileTests {
         #expect(throws: SeedModelError.self) { try mlp.inputs(randomImages(count: 2, rows: 9, columns: 9, seed: 9)) }
     }
 
+    @Test("labels beyond the model's classes are refused with both named, not a stopped process")
+    func labelsOutOfRange() throws {
+        let model = SeedModel.mlp(SeedMLP(inputFeatures: 16, hiddenFeatures: 4, classes: 10))
+        #expect(model.classCount == 10)
+        let images = randomImages(count: 4, rows: 4, columns: 4, seed: 10)
+        let relabelled = LabeledImages(pixels: images.pixels, labels: [0, 1, 200, 3], count: 4, rows: 4, columns: 4)
+        let error = try #require(throws: SeedModelError.self) { try model.evaluate(relabelled) }
+        #expect(error.description.contains("0..<10") && error.description.contains("200"))
+        #expect(try model.evaluate(images).accuracy >= 0, "labels 0…9 still evaluate")
+    }
+
     @Test("a file that holds neither seed model is refused, naming the file and what did not fit")
     func otherModels() throws {
         try withScratchFile { path in
