@@ -51,6 +51,28 @@ struct CheckpointTests {
         }
     }
 
+    @Test("a checkpoint directory that cannot be made is named in the error, before any epoch trains")
+    func uncreatableDirectory() throws {
+        try withScratchDirectory { directory in
+            let file = "\(directory)/a-file"
+            try Data([1]).write(to: URL(fileURLWithPath: file))
+            let checkpoints = CheckpointDirectory(path: "\(file)/runs")   // under a regular file
+            let error = try #require(throws: SafetensorsError.self) { try checkpoints.create() }
+            #expect(error.description.contains("\(file)/runs") && error.description.contains("checkpoint directory"))
+
+            let model = TinyNet(seed: 1)
+            model.compile(optimizer: Adam(), loss: .crossEntropy)
+            let before = model.stateDict()
+            let data = TensorDataset(features: .ones([4, 4]), labels: [0, 1, 0, 1])
+            #expect(throws: SafetensorsError.self) {
+                try model.fit(data, epochs: 1, batchSize: 2, generator: SeededGenerator(seed: 1), progress: .silent,
+                              checkpoints: checkpoints, resume: false)
+            }
+            #expect(model.stateDict().keys.allSatisfy { before[$0]!.isBitwiseEqual(to: model.stateDict()[$0]!) },
+                    "nothing trained")
+        }
+    }
+
     @Test("the latest checkpoint is found under its own name, also when the epoch is not zero-padded")
     func latestKeepsTheFileName() throws {
         try withScratchDirectory { directory in

@@ -135,10 +135,23 @@ public struct CheckpointDirectory: Sendable {
         return "\(path)/epoch-\(String(repeating: "0", count: max(0, 4 - digits.count)))\(digits).safetensors"
     }
 
+    /// Creates the directory (and its parents) if it does not exist.
+    ///
+    /// `fit(…, checkpoints:)` calls it before the first epoch, so that a directory that
+    /// cannot be made stops the run at once rather than after an epoch of training.
+    /// - Throws: `SafetensorsError.unreadable` naming the directory and the reason.
+    public func create() throws(SafetensorsError) {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw .unreadable(path: path, reason: "cannot create the checkpoint directory: \(error.localizedDescription)")
+        }
+    }
+
     /// Creates the directory if needed and writes `checkpoint` as its epoch's file.
     @discardableResult
     public func save(_ checkpoint: Checkpoint) throws -> String {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try create()
         let file = filePath(epoch: checkpoint.epoch)
         try checkpoint.write(to: file)
         return file

@@ -24,6 +24,8 @@ extension Module {
             _ = build(inputShape: [batchSize] + data.featureShape)
             optimizer.parameters = trainableParameters()
         }
+        // Before any training: a directory that cannot be made would otherwise stop the run after an epoch.
+        try checkpoints.create()
         var generator = generator
         var initialEpoch = 0
         if resume, let checkpoint = try checkpoints.latest() {
