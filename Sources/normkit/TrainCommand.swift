@@ -76,7 +76,9 @@ struct Train: ParsableCommand {
 
         GlobalRandom.seed(seed)
         let batchSize = batchSize ?? model.defaultBatchSize
-        let classes = max(dataset.train.classCount, 10)
+        // Every label of either set must be a class the model scores: a test label beyond the
+        // training labels would otherwise stop the process in the first validation, after an epoch.
+        let classes = max(dataset.train.classCount, dataset.test.classCount, 10)
         let network: Module
         let trainingData: any BatchSource, testData: any BatchSource
         switch model {

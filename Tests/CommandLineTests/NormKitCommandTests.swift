@@ -90,6 +90,30 @@ import Testing
         #expect(result.standardError.contains("\(50 * 784 - 100)"))
     }
 
+    @Test func testLabelsBeyondTheTrainingLabelsAreScoredAndForeignLabelsRefused() throws {
+        // Test label 12 where training has 0…9: the model must score it, not stop in the first validation.
+        let wider = workspace.path("wider")
+        try SmallIDXDataset.write(trainCount: 100, testCount: 20, to: wider)
+        let labels = "\(wider)/t10k-labels-idx1-ubyte"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: labels))
+        bytes[8] = 12   // the first label, after the 8-byte header
+        try bytes.write(to: URL(fileURLWithPath: labels))
+        let model = workspace.path("wider.safetensors")
+        let trained = try NormKitProcess.run(["train", "--data", wider, "--epochs", "1", "--save", model, "--threads", "1"])
+        #expect(trained.status == 0, "stderr: \(trained.standardError)")
+        #expect(trained.standardOutput.contains("Linear(64 → 13)"))
+
+        // A 10-class model evaluated on labels up to 200: an error naming both, and an exit (1, or
+        // ArgumentParser's 64 for the model file's errors), not a trap's signal.
+        let tenClasses = workspace.path("ten.safetensors")
+        try #require(try NormKitProcess.run(["train", "--data", dataDirectory, "--epochs", "1", "--save", tenClasses]).status == 0)
+        bytes[8] = 200
+        try bytes.write(to: URL(fileURLWithPath: labels))
+        let evaluated = try NormKitProcess.run(["evaluate", "--model", tenClasses, "--data", wider])
+        #expect([1, 64].contains(evaluated.status), "stderr: \(evaluated.standardError)")
+        #expect(evaluated.standardError.contains("0..<10") && evaluated.standardError.contains("200"))
+    }
+
     @Test(arguments: [
         (["train", "--epochs", "0"], "--epochs"),
         (["train", "--batch-size", "1"], "--batch-size"),
