@@ -3,7 +3,7 @@ import NormKit
 
 /// Options every command that computes shares.
 struct ComputeOptions: ParsableArguments {
-    @Option(help: "Threads for the kernels (default: NORMKIT_THREADS or every available core).")
+    @Option(parsing: .unconditional, help: "Threads for the kernels (default: NORMKIT_THREADS or every available core).")
     var threads: Int?
 
     func validate() throws {

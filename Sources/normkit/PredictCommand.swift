@@ -12,7 +12,7 @@ struct Predict: ParsableCommand {
     @Option(help: "An IDX images file (e.g. t10k-images-idx3-ubyte[.gz]).")
     var images: String
 
-    @Option(help: "Predict only the first N images.")
+    @Option(parsing: .unconditional, help: "Predict only the first N images.")
     var count: Int?
 
     @OptionGroup var compute: ComputeOptions

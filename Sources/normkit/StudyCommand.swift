@@ -18,7 +18,7 @@ struct StudyCommand: ParsableCommand {
     @Option(help: "A directory of MNIST-format IDX files (default: the embedded Fashion-MNIST slice).")
     var data: String?
 
-    @Option(help: "Training steps of the Figure-1 runs; the sweeps a fifth each, 300…5000 (default 10000; the paper: 50000).")
+    @Option(parsing: .unconditional, help: "Training steps of the Figure-1 runs; the sweeps a fifth each, 300…5000 (default 10000; the paper: 50000).")
     var steps: Int?
 
     @Flag(help: "A smaller study that finishes in under three minutes (2500 Figure-1 steps, coarser grids, 3 seed-model epochs).")
@@ -27,7 +27,7 @@ struct StudyCommand: ParsableCommand {
     @Option(help: "The report folder.")
     var output = "study-report"
 
-    @Option(help: "Seed for initial weights and batch order (shared by each pair of runs).")
+    @Option(parsing: .unconditional, help: "Seed for initial weights and batch order (shared by each pair of runs).")
     var seed: UInt64 = 0
 
     @OptionGroup var compute: ComputeOptions

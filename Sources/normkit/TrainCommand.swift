@@ -28,19 +28,19 @@ struct Train: ParsableCommand {
     @Option(help: "A directory of MNIST-format IDX files (train-images-idx3-ubyte[.gz], …), e.g. /usr/share/datasets/fashion-mnist.")
     var data: String?
 
-    @Option(help: "Passes over the training set.")
+    @Option(parsing: .unconditional, help: "Passes over the training set.")
     var epochs = 5
 
     @Option(help: "The model: mlp (the seed model) or cnn (the small convolutional network).")
     var model: TrainModel = .mlp
 
-    @Option(help: "Examples per training step (default: 32 for mlp, 64 for cnn).")
+    @Option(parsing: .unconditional, help: "Examples per training step (default: 32 for mlp, 64 for cnn).")
     var batchSize: Int?
 
-    @Option(help: "Adam's learning rate.")
+    @Option(parsing: .unconditional, help: "Adam's learning rate.")
     var learningRate: Float = 1e-3
 
-    @Option(help: "Seed for initial weights and shuffling.")
+    @Option(parsing: .unconditional, help: "Seed for initial weights and shuffling.")
     var seed: UInt64 = 0
 
     @Flag(help: "Leave out the batch-normalization layers (the comparison model).")

@@ -115,6 +115,20 @@ import Testing
     }
 
     @Test(arguments: [
+        (["train", "--epochs", "-1"], "--epochs must be at least 1, got -1"),
+        (["train", "--threads", "-2"], "--threads must be at least 1, got -2"),
+        (["train", "--batch-size", "-32"], "got -32"),
+        (["train", "--learning-rate", "-0.1"], "--learning-rate must be positive, got -0.1"),
+        (["predict", "--model", "m.safetensors", "--images", "x", "--count", "-5"], "--count must be at least 1, got -5"),
+    ])
+    func negativeValuesReachTheValidation(arguments: [String], message: String) throws {
+        // Not "Missing value for '--epochs'", as a value starting with a dash was parsed before.
+        let result = try NormKitProcess.run(arguments)
+        #expect(result.status != 0)
+        #expect(result.standardError.contains(message), "stderr: \(result.standardError)")
+    }
+
+    @Test(arguments: [
         (["train", "--epochs", "0"], "--epochs"),
         (["train", "--batch-size", "1"], "--batch-size"),
         (["train", "--resume"], "--checkpoint"),
