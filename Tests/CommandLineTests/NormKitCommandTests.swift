@@ -128,6 +128,23 @@ import Testing
         #expect(result.standardError.contains(message), "stderr: \(result.standardError)")
     }
 
+    @Test func anUnusableThreadCountInTheEnvironmentIsRefusedByName() throws {
+        for value in ["0", "two", "-1"] {
+            let result = try NormKitProcess.run(["train", "--data", dataDirectory, "--epochs", "1"],
+                                                environment: ["NORMKIT_THREADS": value])
+            #expect(result.status != 0)
+            #expect(result.standardError.contains("NORMKIT_THREADS") && result.standardError.contains("'\(value)'"),
+                    "stderr: \(result.standardError)")
+        }
+        // --threads overrides it, and a usable value is taken.
+        let overridden = try NormKitProcess.run(["train", "--data", dataDirectory, "--epochs", "1", "--threads", "1"],
+                                                environment: ["NORMKIT_THREADS": "0"])
+        #expect(overridden.status == 0, "stderr: \(overridden.standardError)")
+        let usable = try NormKitProcess.run(["train", "--data", dataDirectory, "--epochs", "1"],
+                                            environment: ["NORMKIT_THREADS": "1"])
+        #expect(usable.status == 0 && usable.standardOutput.contains("threads: 1"), "stderr: \(usable.standardError)")
+    }
+
     @Test(arguments: [
         (["train", "--epochs", "0"], "--epochs"),
         (["train", "--batch-size", "1"], "--batch-size"),
@@ -161,7 +178,7 @@ enum NormKitProcess {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("normkit")
     }
 
-    static func run(_ arguments: [String]) throws -> Result {
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
         // Files, not pipes: a child that writes more than a pipe holds cannot stall the test.
         let capture = try TemporaryDirectory()
         let outputPath = capture.path("stdout"), errorPath = capture.path("stderr")
@@ -172,6 +189,9 @@ enum NormKitProcess {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardOutput = output
         process.standardError = errors
         try process.run()
