@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import NormKit
 import NormKitStudy
 
@@ -67,6 +68,9 @@ struct Train: ParsableCommand {
         let batchSize = batchSize ?? model.defaultBatchSize
         guard batchSize >= 2 else { throw ValidationError("--batch-size must be at least 2 (batch norm needs two values per feature), got \(batchSize)") }
         guard learningRate > 0 else { throw ValidationError("--learning-rate must be positive, got \(learningRate)") }
+        // Both files are written after training: a directory that is not there would lose the whole run.
+        if let save { try checkWritableDestination(save, option: "--save") }
+        if let plot { try checkWritableDestination(plot, option: "--plot") }
     }
 
     func run() throws {
@@ -121,5 +125,19 @@ struct Train: ParsableCommand {
         print("test_loss=\(fixed(result.loss, 4))")
         if let plot { try TrainingPlot.write(history, to: plot) }
         print("test_accuracy=\(fixed(result.accuracy, 4))")
+    }
+}
+
+/// Throws unless `path`'s directory exists and is writable, naming `option` and the directory,
+/// so that an output written at the end of a long run fails before the run instead.
+func checkWritableDestination(_ path: String, option: String) throws {
+    let directory = (path as NSString).deletingLastPathComponent
+    let folder = directory.isEmpty ? "." : directory
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw ValidationError("\(option) \(path): the directory \(folder) does not exist")
+    }
+    guard FileManager.default.isWritableFile(atPath: folder) else {
+        throw ValidationError("\(option) \(path): the directory \(folder) is not writable")
     }
 }

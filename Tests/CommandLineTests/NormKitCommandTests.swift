@@ -145,6 +145,16 @@ import Testing
         #expect(usable.status == 0 && usable.standardOutput.contains("threads: 1"), "stderr: \(usable.standardError)")
     }
 
+    @Test(arguments: ["--save", "--plot"])
+    func anOutputInAMissingDirectoryIsRefusedBeforeTraining(option: String) throws {
+        let destination = workspace.path("no-such-directory/out")
+        let result = try NormKitProcess.run(["train", "--data", dataDirectory, "--epochs", "1", option, destination])
+        #expect(result.status != 0)
+        #expect(result.standardError.contains("\(option) \(destination)") && result.standardError.contains("does not exist"),
+                "stderr: \(result.standardError)")
+        #expect(!result.standardOutput.contains("Epoch 1/1"), "refused before any training")
+    }
+
     @Test(arguments: [
         (["train", "--epochs", "0"], "--epochs"),
         (["train", "--batch-size", "1"], "--batch-size"),

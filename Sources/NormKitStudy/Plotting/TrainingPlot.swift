@@ -26,7 +26,7 @@ public enum TrainingPlot {
         do {
             try Data(plot(history).svg().utf8).write(to: URL(fileURLWithPath: path))
         } catch {
-            throw ReportError.cannotWrite(path: path, reason: "\(error)")
+            throw ReportError.cannotWrite(path: path, reason: error.localizedDescription)
         }
     }
 }

@@ -29,7 +29,7 @@ public enum ReportWriter {
             do {
                 try Data(contents.utf8).write(to: url)
             } catch {
-                throw ReportError.cannotWrite(path: url.path, reason: "\(error)")
+                throw ReportError.cannotWrite(path: url.path, reason: error.localizedDescription)
             }
         }
         return files.keys.sorted()
@@ -100,7 +100,7 @@ public enum ReportError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .cannotWrite(path, reason): "cannot write the study report file \(path): \(reason)"
+        case let .cannotWrite(path, reason): "cannot write \(path): \(reason)"
         }
     }
 }
