@@ -38,6 +38,8 @@ struct StudyCommand: ParsableCommand {
 
     func run() throws {
         compute.apply()
+        // Before the experiments: the report is written only after minutes of training.
+        try ReportWriter.createFolder(output)
         let dataset = try data.map { try MNISTDataset.load(directory: $0) } ?? MNISTDataset.embeddedFashionMNIST()
         var configuration = quick ? StudyConfiguration.quick(seed: seed) : StudyConfiguration.standard(seed: seed)
         if let steps {

@@ -155,6 +155,16 @@ import Testing
         #expect(!result.standardOutput.contains("Epoch 1/1"), "refused before any training")
     }
 
+    @Test func aStudyReportFolderThatCannotBeMadeIsRefusedBeforeTheExperiments() throws {
+        let file = workspace.path("a-file")
+        try Data([1]).write(to: URL(fileURLWithPath: file))
+        let result = try NormKitProcess.run(["study", "--quick", "--data", dataDirectory, "--output", "\(file)/report"])
+        #expect(result.status != 0)
+        #expect(result.standardError.contains("\(file)/report") && result.standardError.contains("report folder"),
+                "stderr: \(result.standardError)")
+        #expect(result.standardOutput.isEmpty, "refused before loading data or running anything")
+    }
+
     @Test(arguments: [
         (["train", "--epochs", "0"], "--epochs"),
         (["train", "--batch-size", "1"], "--batch-size"),

@@ -11,7 +11,7 @@ public enum ReportWriter {
     @discardableResult
     public static func write(_ report: StudyReport, to directory: String) throws -> [String] {
         let folder = URL(fileURLWithPath: directory, isDirectory: true)
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try createFolder(directory)
         var files: [String: String] = [:]
         for section in report.sections {
             guard let figure = section.figure else { continue }
@@ -92,6 +92,19 @@ public enum ReportWriter {
             }
         }
         return out + "<p>Raw numbers: <a href=\"results.json\">results.json</a>.</p>\n</body></html>\n"
+    }
+}
+
+extension ReportWriter {
+    /// Creates the report folder (and its parents) if it does not exist. `normkit study`
+    /// calls it before the experiments, which take minutes, so that a folder that cannot be
+    /// made stops it at once. - Throws: `ReportError.cannotWrite` naming the folder.
+    public static func createFolder(_ directory: String) throws(ReportError) {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw .cannotWrite(path: directory, reason: "cannot create the report folder: \(error.localizedDescription)")
+        }
     }
 }
 
