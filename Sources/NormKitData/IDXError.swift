@@ -32,6 +32,9 @@ public enum IDXError: Error, Sendable, Equatable, CustomStringConvertible {
     case trailingBytes(path: String, dimensions: [Int], expectedByteCount: Int, foundByteCount: Int, dataOffset: Int)
     /// An images file and its labels file disagree on how many examples they hold.
     case countMismatch(imagesPath: String, imageCount: Int, labelsPath: String, labelCount: Int)
+    /// A split of a dataset holds no image data: no images, or images of 0 rows or columns
+    /// (`dimensions` is the images file's (count, rows, columns)). Nothing could train on it.
+    case noImageData(path: String, dimensions: [Int])
     /// A dataset file is missing from `directory`; `lookedFor` lists every file name tried.
     case missingDatasetFile(directory: String, lookedFor: [String])
     /// A resource that should have been bundled with NormKitData is absent (a packaging fault).
@@ -64,6 +67,7 @@ public enum IDXError: Error, Sendable, Equatable, CustomStringConvertible {
              .truncatedData(let path, _, _, _, _),
              .trailingBytes(let path, _, _, _, _),
              .countMismatch(imagesPath: let path, _, _, _),
+             .noImageData(let path, _),
              .missingDatasetFile(directory: let path, _),
              .missingResource(name: let path):
             return path
@@ -108,6 +112,9 @@ public enum IDXError: Error, Sendable, Equatable, CustomStringConvertible {
                 + "from offset \(dataOffset + expectedByteCount)"
         case .countMismatch(let imagesPath, let imageCount, let labelsPath, let labelCount):
             return "\(imagesPath): holds \(imageCount) images but \(labelsPath) holds \(labelCount) labels"
+        case .noImageData(let path, let dimensions):
+            return "\(path): no image data: \(_shape(dimensions)) (images × rows × columns); a dataset split needs "
+                + "at least one image of at least 1×1 pixels"
         case .missingDatasetFile(let directory, let lookedFor):
             return "\(directory): none of \(lookedFor.joined(separator: ", ")) found"
         case .missingResource(let name):

@@ -28,16 +28,21 @@ public struct MNISTDataset: Sendable, Equatable {
     ///
     /// - Parameter directory: the folder holding the files.
     /// - Throws: `IDXError.missingDatasetFile` listing both names tried when a file is
-    ///   in neither form, or whatever reading the files throws.
+    ///   in neither form, `.noImageData` for a split without images or with images of
+    ///   0 rows or columns (valid IDX, but training on it would stop a layer or report
+    ///   a loss of 0 over nothing), or whatever reading the files throws.
     public static func load(directory: String) throws(IDXError) -> MNISTDataset {
         let trainImages = try _locate(_trainImagesName, in: directory)
         let trainLabels = try _locate(_trainLabelsName, in: directory)
         let testImages = try _locate(_testImagesName, in: directory)
         let testLabels = try _locate(_testLabelsName, in: directory)
-        return MNISTDataset(
-            train: try LabeledImages(imagesFile: trainImages, labelsFile: trainLabels),
-            test: try LabeledImages(imagesFile: testImages, labelsFile: testLabels)
-        )
+        let train = try LabeledImages(imagesFile: trainImages, labelsFile: trainLabels)
+        let test = try LabeledImages(imagesFile: testImages, labelsFile: testLabels)
+        for (split, path) in [(train, trainImages), (test, testImages)]
+        where split.count == 0 || split.rows == 0 || split.columns == 0 {
+            throw .noImageData(path: path, dimensions: [split.count, split.rows, split.columns])
+        }
+        return MNISTDataset(train: train, test: test)
     }
 
     /// The slice of Fashion-MNIST shipped inside this module: the first 10,000

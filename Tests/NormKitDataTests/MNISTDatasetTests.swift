@@ -61,6 +61,23 @@ struct MNISTDatasetTests {
         #expect(dataset.test == LabeledImages(pixels: testPixels, labels: [2, 1], count: 2, rows: 2, columns: 2))
     }
 
+    @Test("load(directory:) refuses a split with no images, or with images of 0 rows or columns, naming the file",
+          arguments: [([0, 28, 28], "t10k"), ([2, 0, 28], "train"), ([2, 28, 0], "train")])
+    func loadRefusesEmptySplits(shape: [Int], refused: String) throws {
+        let scratch = try ScratchDirectory()
+        // The split under test has `shape`; the other holds 2 valid images.
+        let (train, test) = refused == "train" ? (shape, [2, 28, 28]) : ([2, 28, 28], shape)
+        for (name, shape) in [("train", train), ("t10k", test)] {
+            try scratch.write(idxFile(dimensions: shape, elements: patternedBytes(count: shape.reduce(1, *))),
+                              to: "\(name)-images-idx3-ubyte")
+            try scratch.write(idxFile(dimensions: [shape[0]], elements: [UInt8](repeating: 1, count: shape[0])),
+                              to: "\(name)-labels-idx1-ubyte")
+        }
+        let error = try #require(throws: IDXError.self) { try MNISTDataset.load(directory: scratch.url.path) }
+        #expect(error == .noImageData(path: scratch.path("\(refused)-images-idx3-ubyte"), dimensions: shape))
+        #expect(error.description.contains("\(refused)-images-idx3-ubyte") && error.description.contains("no image data"))
+    }
+
     @Test("load(directory:) on a folder without the files is missingDatasetFile listing the names tried")
     func loadReportsMissingFile() throws {
         let scratch = try ScratchDirectory()
