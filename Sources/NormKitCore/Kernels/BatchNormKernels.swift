@@ -240,10 +240,11 @@ private let _rowBlock = 4
 /// statistics and 1.3× for the backward sums at 96–512 channels. How many
 /// parts depends on how many tensors the pass sweeps: every part of every
 /// tensor is a stream. The dx pass sweeps x, dy and dx: with 4 parts (12
-/// streams per core) the backward took 1.03–1.11× as long as with 2 at
-/// (64, 64, 56, 56) and 1.03–1.07× at (128, 256, 14, 14). The statistics sweep
-/// x alone and need 4: with 2 they took 1.06–1.12× as long at 256 channels.
-/// The other passes measured the same with 2 or 4 and keep 4.
+/// streams per core) the backward took 1.03–1.07× as long as with 2 at
+/// (128, 256, 14, 14) (and 1.03–1.11× at (64, 64, 56, 56), measured before
+/// rows of 64 channels became a single run that never comes here). The
+/// statistics sweep x alone and need 4: with 2 they took 1.06–1.12× as long
+/// at 256 channels. The other passes measured the same with 2 or 4 and keep 4.
 /// Shorter rows are taken four adjacent ones at a time: those blocks are
 /// 1 KiB or less, and eight or more short streams measured slower (1.27× for
 /// the backward sums at 32 channels).
