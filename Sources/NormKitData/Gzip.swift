@@ -3,8 +3,10 @@ import CZlib
 /// Why `_inflateGzip(_:)` could not produce the uncompressed bytes.
 enum _InflateError: Error, Sendable, Equatable {
     /// zlib rejected the stream; the payload is zlib's own message (for example
-    /// "incorrect data check" when the CRC-32 trailer does not match).
-    case corrupt(zlibMessage: String)
+    /// "incorrect data check" when the CRC-32 trailer does not match) and the
+    /// byte offset at which the failing member starts (0 for the first; after a
+    /// complete member, whatever follows it is read as the next one).
+    case corrupt(zlibMessage: String, memberOffset: Int)
     /// The input ended before the last member's end-of-stream marker and trailer.
     case truncated(compressedByteCount: Int, inflatedByteCount: Int)
 }
@@ -35,13 +37,14 @@ func _inflateGzip(_ compressed: [UInt8]) throws(_InflateError) -> [UInt8] {
     // `inflateInit2` macro is not imported into Swift, so call what it expands to.
     let initStatus = inflateInit2_(&stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
     guard initStatus == Z_OK else {
-        throw .corrupt(zlibMessage: _zlibMessage(for: stream, status: initStatus))
+        throw .corrupt(zlibMessage: _zlibMessage(for: stream, status: initStatus), memberOffset: 0)
     }
     defer { inflateEnd(&stream) }
 
     var output = [UInt8](repeating: 0, count: _initialOutputCapacity(for: compressed))
     var consumed = 0
     var produced = 0
+    var memberOffset = 0
 
     try compressed.withUnsafeBufferPointer { (input) throws(_InflateError) in
         // zlib counts bytes in 32-bit `uInt`s, so feed and drain at most that much per call.
@@ -67,6 +70,7 @@ func _inflateGzip(_ compressed: [UInt8]) throws(_InflateError) -> [UInt8] {
             case Z_STREAM_END:
                 if consumed == input.count { return }
                 // Another member follows; start it with a fresh header check.
+                memberOffset = consumed
                 inflateReset(&stream)
             case Z_OK:
                 continue
@@ -76,7 +80,7 @@ func _inflateGzip(_ compressed: [UInt8]) throws(_InflateError) -> [UInt8] {
             case Z_BUF_ERROR:
                 continue  // Output full; the top of the loop grows it.
             default:
-                throw .corrupt(zlibMessage: _zlibMessage(for: stream, status: status))
+                throw .corrupt(zlibMessage: _zlibMessage(for: stream, status: status), memberOffset: memberOffset)
             }
         }
     }

@@ -10,8 +10,10 @@ public enum IDXError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The file exists but could not be read (a directory, no permission, an I/O
     /// error); `reason` is the operating system's explanation.
     case unreadable(path: String, reason: String)
-    /// The file starts like gzip (0x1f 0x8b) but zlib rejected it; `zlibMessage` is zlib's own.
-    case corruptGzip(path: String, zlibMessage: String)
+    /// The file starts like gzip (0x1f 0x8b) but zlib rejected it; `zlibMessage` is zlib's own,
+    /// `memberOffset` the byte at which the rejected member starts: 0 for the first, else the end
+    /// of a complete member, after which the file holds something that is not another member.
+    case corruptGzip(path: String, zlibMessage: String, memberOffset: Int)
     /// The gzip data ends before the end of its last member.
     case truncatedGzip(path: String, compressedByteCount: Int, inflatedByteCount: Int)
     /// The file ends inside the header: it has `foundByteCount` bytes where the magic
@@ -58,7 +60,7 @@ public enum IDXError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .fileNotFound(let path),
              .unreadable(let path, _),
-             .corruptGzip(let path, _),
+             .corruptGzip(let path, _, _),
              .truncatedGzip(let path, _, _),
              .truncatedHeader(let path, _, _),
              .wrongMagic(let path, _, _),
@@ -81,8 +83,10 @@ public enum IDXError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(path): no such file"
         case .unreadable(let path, let reason):
             return "\(path): cannot read: \(reason)"
-        case .corruptGzip(let path, let zlibMessage):
-            return "\(path): corrupt gzip data: \(zlibMessage)"
+        case .corruptGzip(let path, let zlibMessage, let memberOffset):
+            guard memberOffset > 0 else { return "\(path): corrupt gzip data: \(zlibMessage)" }
+            return "\(path): corrupt gzip data from byte \(memberOffset), after a complete gzip member: "
+                + "\(zlibMessage) (what follows the member is not another gzip member)"
         case .truncatedGzip(let path, let compressedByteCount, let inflatedByteCount):
             return "\(path): truncated gzip data: the \(compressedByteCount) compressed bytes end inside a gzip member "
                 + "(\(inflatedByteCount) bytes inflated before the end)"

@@ -76,8 +76,8 @@ public enum IDXReader {
                 bytes = try _inflateGzip(bytes)
             } catch {
                 switch error {
-                case .corrupt(let zlibMessage):
-                    throw .corruptGzip(path: path, zlibMessage: zlibMessage)
+                case .corrupt(let zlibMessage, let memberOffset):
+                    throw .corruptGzip(path: path, zlibMessage: zlibMessage, memberOffset: memberOffset)
                 case .truncated(let compressedByteCount, let inflatedByteCount):
                     throw .truncatedGzip(
                         path: path, compressedByteCount: compressedByteCount, inflatedByteCount: inflatedByteCount

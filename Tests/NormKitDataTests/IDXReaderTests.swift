@@ -251,7 +251,7 @@ struct IDXReaderMalformedFileTests {
         // The trailer is CRC-32 then ISIZE; flip a bit of the CRC.
         compressed[compressed.count - 8] ^= 0x01
         let rejection = try reject(compressed, name: "bad-crc.gz")
-        #expect(rejection.error == .corruptGzip(path: rejection.path, zlibMessage: "incorrect data check"))
+        #expect(rejection.error == .corruptGzip(path: rejection.path, zlibMessage: "incorrect data check", memberOffset: 0))
     }
 
     @Test("gzip with an unknown compression method is corruptGzip")
@@ -259,7 +259,7 @@ struct IDXReaderMalformedFileTests {
         var compressed = gzipCompressed(idxFile(dimensions: [4], elements: [1, 2, 3, 4]))
         compressed[2] = 7  // CM: only 8 (deflate) exists.
         let rejection = try reject(compressed, name: "bad-method.gz")
-        guard case .corruptGzip(_, let zlibMessage)? = rejection.error else {
+        guard case .corruptGzip(_, let zlibMessage, 0)? = rejection.error else {
             Issue.record("expected .corruptGzip, got \(String(describing: rejection.error))")
             return
         }
@@ -267,14 +267,26 @@ struct IDXReaderMalformedFileTests {
         #expect(rejection.error?.description.contains(zlibMessage) == true)
     }
 
-    @Test("gzip followed by bytes that are not another member is corruptGzip")
+    @Test("gzip followed by bytes that are not another member is corruptGzip at the member's end")
     func garbageAfterGzipMember() throws {
         let compressed = gzipCompressed(idxFile(dimensions: [4], elements: [1, 2, 3, 4]))
         let rejection = try reject(compressed + [0x42, 0x42, 0x42], name: "junk-after.gz")
-        guard case .corruptGzip? = rejection.error else {
+        guard case .corruptGzip(_, _, let memberOffset)? = rejection.error else {
             Issue.record("expected .corruptGzip, got \(String(describing: rejection.error))")
             return
         }
+        #expect(memberOffset == compressed.count)
+        #expect(rejection.error?.description.contains("from byte \(compressed.count), after a complete gzip member") == true)
+    }
+
+    @Test("a corrupt second member is reported from the first one's end")
+    func corruptSecondMember() throws {
+        let first = gzipCompressed(idxFile(dimensions: [4], elements: [1, 2, 3, 4]))
+        var second = gzipCompressed([5, 6, 7, 8])
+        second[second.count - 8] ^= 0x01  // the second member's CRC-32
+        let rejection = try reject(first + second, name: "bad-second.gz")
+        #expect(rejection.error == .corruptGzip(path: rejection.path, zlibMessage: "incorrect data check",
+                                                memberOffset: first.count))
     }
 
     @Test("gzip cut short is truncatedGzip, wherever the cut falls")
