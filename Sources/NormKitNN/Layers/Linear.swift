@@ -4,9 +4,11 @@ import NormKitCore
 ///
 /// Shapes: input (batch, inFeatures) → output (batch, outFeatures). The weight
 /// is stored (outFeatures, inFeatures), PyTorch's layout, so state dicts move
-/// between the two unchanged. Initialisation follows PyTorch: W and b uniform
-/// in ±1/√inFeatures. When `inFeatures` is not given (Keras' `Dense(64)`) the
-/// parameters are created by `build(inputShape:)` or the first forward pass.
+/// between the two unchanged. `Linear` initialises as PyTorch does: W and b
+/// uniform in ±1/√inFeatures. `Dense(units)` initialises as Keras does (see
+/// `KernelInitializer`). When `inFeatures` is not given (`Linear(outFeatures:)`,
+/// `Dense(64)`) the parameters are created by `build(inputShape:)` or the first
+/// forward pass, from the generator the layer was given or seeded with when made.
 public final class Linear: Module {
     public let outFeatures: Int
     public private(set) var inFeatures: Int?
@@ -14,6 +16,8 @@ public final class Linear: Module {
     public private(set) var bias: Parameter?
     private let hasBias: Bool
     private var generator: SeededGenerator
+    /// How `materialize` draws the parameters: `.pyTorchDefault` for every `Linear` initializer, Dense's choice otherwise.
+    private let initializer: KernelInitializer
 
     /// PyTorch spelling: `Linear(784, 64)`.
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, generator: SeededGenerator? = nil) {
@@ -21,16 +25,25 @@ public final class Linear: Module {
         self.outFeatures = outFeatures
         self.hasBias = bias
         self.generator = generator ?? SeededGenerator(seed: GlobalRandom.nextSeed())
+        self.initializer = .pyTorchDefault
         super.init()
         materialize(inFeatures: inFeatures)
     }
 
-    /// Lazy form: the input size is taken from the first input (Keras' `Dense(64)`).
-    public init(outFeatures: Int, bias: Bool = true, generator: SeededGenerator? = nil) {
+    /// Lazy form: the input size is taken from the first input (PyTorch's `nn.LazyLinear`).
+    public convenience init(outFeatures: Int, bias: Bool = true, generator: SeededGenerator? = nil) {
+        self.init(outFeatures: outFeatures, bias: bias, generator: generator, initializer: .pyTorchDefault)
+    }
+
+    /// Lazy form with a chosen initializer (what `Dense` builds).
+    init(outFeatures: Int, bias: Bool, generator: SeededGenerator?, initializer: KernelInitializer) {
         precondition(outFeatures > 0, "Linear(outFeatures: \(outFeatures)): size must be positive")
         self.outFeatures = outFeatures
         self.hasBias = bias
+        // Drawn now, not at build time, so the layer's weights depend on when it was made
+        // (GlobalRandom's sequence), not on when its first input arrives.
         self.generator = generator ?? SeededGenerator(seed: GlobalRandom.nextSeed())
+        self.initializer = initializer
         super.init()
     }
 
@@ -46,6 +59,7 @@ public final class Linear: Module {
         self.inFeatures = weight.shape[1]
         self.hasBias = bias != nil
         self.generator = SeededGenerator(seed: 0)   // never drawn from: the parameters exist
+        self.initializer = .pyTorchDefault
         self.weight = Parameter(weight)
         self.bias = bias.map { Parameter($0) }
         super.init()
@@ -53,9 +67,18 @@ public final class Linear: Module {
 
     private func materialize(inFeatures: Int) {
         self.inFeatures = inFeatures
-        let bound = 1 / Float(inFeatures).squareRoot()
-        weight = Parameter(.randomUniform([outFeatures, inFeatures], lower: -bound, upper: bound, using: &generator))
-        if hasBias { bias = Parameter(.randomUniform([outFeatures], lower: -bound, upper: bound, using: &generator)) }
+        switch initializer {
+        case .pyTorchDefault:
+            let bound = 1 / Float(inFeatures).squareRoot()
+            weight = Parameter(.randomUniform([outFeatures, inFeatures], lower: -bound, upper: bound, using: &generator))
+            if hasBias { bias = Parameter(.randomUniform([outFeatures], lower: -bound, upper: bound, using: &generator)) }
+        case .glorotUniform:
+            // The limit is symmetric in the two fans, so Keras' (in, out) kernel and this
+            // (out, in) weight have the same one: storing the transpose changes nothing.
+            let limit = Float((6 / Double(inFeatures + outFeatures)).squareRoot())
+            weight = Parameter(.randomUniform([outFeatures, inFeatures], lower: -limit, upper: limit, using: &generator))
+            if hasBias { bias = Parameter(.zeros([outFeatures])) }
+        }
     }
 
     public override func build(inputShape: [Int]) -> [Int] {
@@ -109,5 +132,23 @@ extension Linear: BatchNormFoldable {
     }
 }
 
-/// Keras spelling of a lazily built `Linear`: `Dense(64)`.
-public func Dense(_ units: Int, useBias: Bool = true) -> Linear { Linear(outFeatures: units, bias: useBias) }
+/// How `Dense` draws its initial parameters (Keras' `kernel_initializer`).
+public enum KernelInitializer: Sendable, Equatable {
+    /// Keras' default for `Dense`: the weight uniform in ±√(6 / (fanIn + fanOut)), so that
+    /// the variance of activations and of gradients is kept through the layer (Glorot &
+    /// Bengio 2010, "Understanding the difficulty of training deep feedforward neural
+    /// networks"); the bias starts at 0 (Keras' `bias_initializer="zeros"`).
+    case glorotUniform
+    /// PyTorch's `nn.Linear`: weight and bias uniform in ±1/√fanIn, what every `Linear(…)` initializer uses.
+    case pyTorchDefault
+}
+
+/// Keras spelling of a lazily built `Linear`: `Dense(64)`, initialised as Keras'
+/// `Dense` is (`kernelInitializer: .glorotUniform`: Glorot-uniform weight, zero bias)
+/// when its input size is known: at `Sequential(inputShape:)`, `build(inputShape:)`
+/// or the first forward pass. The draw comes from a generator seeded from
+/// `GlobalRandom` when `Dense` is called, so `GlobalRandom.seed(_:)` makes it repeatable.
+/// Pass `kernelInitializer: .pyTorchDefault` for `Linear`'s initialisation.
+public func Dense(_ units: Int, useBias: Bool = true, kernelInitializer: KernelInitializer = .glorotUniform) -> Linear {
+    Linear(outFeatures: units, bias: useBias, generator: nil, initializer: kernelInitializer)
+}

@@ -77,6 +77,61 @@ struct LinearTests {
         #expect(abs(inner - 0.5) < 0.03, "fraction within half the bound: \(inner)")
     }
 
+    @Test("Dense initialises as Keras' Dense when built: weight uniform in ±√(6/(in + out)) (Glorot), bias 0")
+    func denseFollowsKeras() throws {
+        let (inFeatures, outFeatures) = (500, 300)
+        let layer = Dense(outFeatures)
+        #expect(layer.weight == nil, "nothing drawn before the input size is known")
+        _ = layer.build(inputShape: [1, inFeatures])
+        let limit = (6 / Double(inFeatures + outFeatures)).squareRoot()
+        #expect(layer.weight?.shape == [outFeatures, inFeatures], "stored (out, in), as every Linear")
+        let weights = doubles(try #require(layer.weight).value)
+
+        #expect(weights.allSatisfy { abs($0) <= limit })
+        #expect(weights.map { abs($0) }.max()! > 0.99 * limit)
+        let mean = weights.reduce(0, +) / Double(weights.count)
+        #expect(abs(mean) < 0.01 * limit)
+        // U(±a) has variance a²/3; the sample's relative spread at 150 000 values is ~0.2 %.
+        let variance = weights.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(weights.count)
+        #expect(abs(variance / (limit * limit / 3) - 1) < 0.02, "variance \(variance) against a²/3 = \(limit * limit / 3)")
+        let inner = Double(weights.filter { abs($0) < limit / 2 }.count) / Double(weights.count)
+        #expect(abs(inner - 0.5) < 0.01, "fraction within half the limit: \(inner)")
+        #expect(try #require(layer.bias).value.scalars.allSatisfy { $0 == 0 }, "Keras' bias_initializer='zeros'")
+
+        let noBias = Dense(4, useBias: false)
+        _ = noBias.build(inputShape: [2, 6])
+        #expect(noBias.bias == nil && noBias.namedParameters().map(\.0) == ["weight"])
+    }
+
+    @Test("the same generator gives the same Glorot weights, another generator others")
+    func glorotIsReproducible() {
+        func weights(seed: UInt64) -> [[Float]] {
+            let layer = Linear(outFeatures: 6, bias: true, generator: SeededGenerator(seed: seed), initializer: .glorotUniform)
+            _ = layer.build(inputShape: [3, 9])
+            return layer.parameters().map(\.value.scalars)
+        }
+        #expect(weights(seed: 91) == weights(seed: 91))
+        #expect(weights(seed: 91) != weights(seed: 92))
+    }
+
+    @Test("Linear(in, out), Linear(outFeatures:) and Dense(kernelInitializer: .pyTorchDefault) draw PyTorch's parameters alike")
+    func pyTorchInitialisationIsShared() throws {
+        let sized = Linear(7, 5, generator: SeededGenerator(seed: 90))
+        let lazy = Linear(outFeatures: 5, generator: SeededGenerator(seed: 90))
+        let dense = Linear(outFeatures: 5, bias: true, generator: SeededGenerator(seed: 90), initializer: .pyTorchDefault)
+        _ = lazy.build(inputShape: [2, 7])
+        _ = dense.build(inputShape: [2, 7])
+        let expected = sized.parameters().map(\.value.scalars)
+        #expect(lazy.parameters().map(\.value.scalars) == expected)
+        #expect(dense.parameters().map(\.value.scalars) == expected)
+
+        let chosen = Dense(5, kernelInitializer: .pyTorchDefault)
+        _ = chosen.build(inputShape: [2, 7])
+        let bound = 1 / Float(7).squareRoot()
+        let bias = try #require(chosen.bias).value.scalars
+        #expect(bias.allSatisfy { abs($0) <= bound } && bias.contains { $0 != 0 }, "PyTorch's bias, not Keras' zeros")
+    }
+
     @Test("bias: false creates only the weight")
     func noBias() {
         let layer = Linear(3, 2, bias: false, generator: SeededGenerator(seed: 7))

@@ -69,8 +69,15 @@ struct GlobalRandomTests {
     }
 }
 
-/// The initial parameter values of a small SeedMLP built right after `GlobalRandom.seed(seed)`.
+/// The initial parameter values of a small SeedMLP and a Keras-style model of
+/// lazily built `Dense` layers, built right after `GlobalRandom.seed(seed)`.
 private func seededModelParameters(seed: UInt64) -> [[Float]] {
     GlobalRandom.seed(seed)
-    return SeedMLP(inputFeatures: 8, hiddenFeatures: 5, classes: 3).parameters().map(\.value.scalars)
+    let mlp = SeedMLP(inputFeatures: 8, hiddenFeatures: 5, classes: 3)
+    let keras = Sequential(inputShape: [8]) {
+        Dense(5)
+        BatchNormalization()
+        Dense(3)
+    }
+    return (mlp.parameters() + keras.parameters()).map(\.value.scalars)
 }
