@@ -16,7 +16,9 @@ public enum LayerBuilder {
 /// Sub-modules are named by position ("0", "1", …), as in PyTorch's
 /// `nn.Sequential`, so a state dict moves between the two unchanged. With an
 /// `inputShape` (without the batch axis, as in Keras) every layer is built at
-/// once, so parameters exist before `compile`.
+/// once, so parameters exist before `compile`, and the model starts in
+/// `.inference` mode, as a Keras model called outside `fit` runs with
+/// `training=False`; without one it starts in `.training`, as `nn.Sequential` does.
 public final class Sequential: Module {
     public let layers: [Module]
 
@@ -34,9 +36,15 @@ public final class Sequential: Module {
         layers.enumerated().map { (String($0.offset), $0.element) }
     }
 
+    /// Keras' `Sequential([Input(inputShape), …])`: builds every layer for inputs of
+    /// `inputShape` (without the batch axis) and starts in `.inference` mode, so that
+    /// `model(x)` outside `fit` uses batch norm's running statistics without updating
+    /// them and switches dropout off, as Keras does. `fit` and `trainOnBatch` train in
+    /// `.training` and return the model to `.inference`; `train()` opts into PyTorch's rule.
     public convenience init(inputShape: [Int], @LayerBuilder _ content: () -> [Module]) {
         self.init(content())
         _ = build(inputShape: [1] + inputShape)
+        setMode(.inference)
     }
 
     public override func build(inputShape: [Int]) -> [Int] {

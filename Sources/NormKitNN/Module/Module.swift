@@ -4,7 +4,10 @@ import NormKitCore
 ///
 /// Batch normalization uses the batch's statistics and updates its running
 /// estimates in `.training`; it uses the running estimates in `.inference`.
-/// `fit` switches to `.training`; `evaluate` and `predict` to `.inference`.
+/// `fit` and `trainOnBatch` run in `.training`, `evaluate` and `predict` in
+/// `.inference`, and each restores the mode it found. A module starts in
+/// `.training` (PyTorch's rule); a Keras-style `Sequential(inputShape:)` starts in
+/// `.inference`, so that calling it outside `fit` infers, as Keras' `model(x)` does.
 public enum Mode: String, Sendable {
     case training, inference
 }
@@ -18,7 +21,9 @@ public enum Mode: String, Sendable {
 /// Buffers (saved but not trained) are declared by overriding `ownBuffers()`.
 open class Module: CustomStringConvertible {
     /// Training or inference: set it for the whole tree with `setMode(_:)`.
-    public private(set) var mode: Mode = .training
+    /// (Settable inside the module so that `trainOnBatch` can switch and restore
+    /// the tree it keeps without walking it by reflection on every call.)
+    public internal(set) var mode: Mode = .training
     /// What `compile(optimizer:loss:metrics:)` configured, if anything.
     var compiled: CompiledConfiguration?
     /// Whether `fit` may run its fused step (see `FusedTrainingStep`); tests turn it

@@ -38,15 +38,34 @@ public struct BatchTrainingResult: Sendable {
 /// What `trainOnBatch` keeps from one call to the next.
 final class BatchTrainingState {
     /// Every module of the model but the model itself (which would make a
-    /// reference cycle), so that a call can check they are all in `.training`
+    /// reference cycle), so that a call can switch them to `.training` and back
     /// without walking the tree (reflection, which allocates).
     let submodules: [Module]
+    /// The mode each of `submodules` was in when the current call began; kept
+    /// here so that recording it writes in place instead of allocating.
+    var foundModes: [Mode]
     /// The fused step of the last call, if the model took it.
     var fused: FusedTrainingStep?
     /// The example shape (without the batch axis) `fused` was built for.
     var featureShape: [Int] = []
 
-    init(submodules: [Module]) { self.submodules = submodules }
+    init(submodules: [Module]) {
+        self.submodules = submodules
+        foundModes = submodules.map(\.mode)
+    }
+
+    /// Records each submodule's mode and switches it to `.training`.
+    func enterTraining() {
+        for index in submodules.indices {
+            foundModes[index] = submodules[index].mode
+            submodules[index].mode = .training
+        }
+    }
+
+    /// Puts each submodule back in the mode `enterTraining()` found.
+    func restoreModes() {
+        for index in submodules.indices { submodules[index].mode = foundModes[index] }
+    }
 }
 
 /// Loss and metrics from `evaluate`.
@@ -65,7 +84,10 @@ extension Module {
     /// The optimizer `compile` configured (Keras' `model.optimizer`), if any; checkpoints save its state.
     public var compiledOptimizer: (any Optimizer)? { compiled?.optimizer }
 
-    /// Keras' `fit`: trains in `.training` mode for `epochs` passes over `data`.
+    /// Keras' `fit`: trains in `.training` mode for `epochs` passes over `data`,
+    /// then puts every module back in the mode it found it in (Keras' rule: a
+    /// Keras-style `Sequential(inputShape:)`, which starts in `.inference`, infers
+    /// again when called after `fit`; a model in `.training`, PyTorch's start, stays there).
     ///
     /// Each epoch visits the examples in a fresh random order (when `shuffle`)
     /// drawn from `generator`, in batches of `batchSize`; the last batch may be
@@ -99,6 +121,8 @@ extension Module {
         let steps = (usableCount + batchSize - 1) / batchSize
         var history = History()
         let wantsAccuracy = compiled.metrics.contains(.accuracy)
+        let foundModes = namedModules().map { ($0.1, $0.1.mode) }
+        defer { for (module, found) in foundModes { module.mode = found } }
         setMode(.training)
         let fused = allowsFusedTrainingStep
             ? FusedTrainingStep(model: self, loss: compiled.loss, featureShape: data.featureShape, capacity: batchSize) : nil
@@ -179,8 +203,9 @@ extension Module {
     ///
     /// Returns the loss and the compiled metrics of the batch, computed on the
     /// forward pass before the update. Like `fit`, it builds a lazily sized model
-    /// on the first batch, leaves the model in `.training` mode, and runs the
-    /// allocation-free fused step when the model and loss allow it (otherwise the
+    /// on the first batch, trains in `.training` mode and then restores the mode
+    /// each module was in (so a Keras-style model infers again when called), and
+    /// runs the allocation-free fused step when the model and loss allow it (otherwise the
     /// autodiff step): the weights, optimizer state and running statistics then
     /// end bit for bit where `fit` over the same batches in the same order leaves
     /// them. The running statistics are folded in during the call and the batch's
@@ -210,11 +235,17 @@ extension Module {
         let state: BatchTrainingState
         if let kept = batchTraining {
             state = kept
-            if mode != .training || state.submodules.contains(where: { $0.mode != .training }) { setMode(.training) }
         } else {
-            setMode(.training)
             state = BatchTrainingState(submodules: namedModules().dropFirst().map(\.1))
             batchTraining = state
+        }
+        // Through the kept list, not setMode/withMode, which walk the tree by reflection on every call.
+        let foundMode = mode
+        mode = .training
+        state.enterTraining()
+        defer {
+            mode = foundMode
+            state.restoreModes()
         }
 
         var result: (loss: Float, correct: Int)?

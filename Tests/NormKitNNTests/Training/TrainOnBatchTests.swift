@@ -67,7 +67,8 @@ struct TrainOnBatchTests {
         #expect(fullState(stepped) == fullState(fitted))
         #expect(losses == history.loss)
         #expect(accuracies == history.accuracy)
-        #expect(stepped.namedModules().allSatisfy { $0.1.mode == .training }, "left in training mode, as fit leaves it")
+        #expect(stepped.namedModules().allSatisfy { $0.1.mode == .training }, "left in the mode it found (training), as fit leaves it")
+        #expect(fitted.namedModules().allSatisfy { $0.1.mode == .training })
     }
 
     @Test("the softmax-ending seed MLP on probabilities: trainOnBatch and fit end bitwise the same")
