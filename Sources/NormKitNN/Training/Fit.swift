@@ -100,6 +100,9 @@ extension Module {
     /// training then runs epochs `initialEpoch + 1 … epochs` exactly as an
     /// uninterrupted run would. `epochFinished` receives each finished epoch's
     /// number and the shuffling generator's state (what a checkpoint saves).
+    ///
+    /// - Throws: `FitError.noTrainingBatches` before any work when `data` give no
+    ///   batch; what `validationData`'s evaluation or `epochFinished` throws.
     @discardableResult
     public func fit(_ data: some BatchSource, epochs: Int, batchSize: Int = 32, shuffle: Bool = true,
                     dropsLastPartialBatch: Bool = false, validationData: (any BatchSource)? = nil,
@@ -109,6 +112,12 @@ extension Module {
         guard let compiled else { preconditionFailure("fit: call compile(optimizer:loss:metrics:) first") }
         precondition(epochs >= 0 && batchSize >= 1, "fit: epochs \(epochs) and batchSize \(batchSize) must be positive")
         precondition(initialEpoch >= 0, "fit: initialEpoch must be ≥ 0, got \(initialEpoch)")
+        let usableCount = dropsLastPartialBatch ? data.count / batchSize * batchSize : data.count
+        let steps = (usableCount + batchSize - 1) / batchSize
+        if steps == 0 && epochs > initialEpoch {
+            throw FitError.noTrainingBatches(exampleCount: data.count, batchSize: batchSize,
+                                             dropsLastPartialBatch: dropsLastPartialBatch)
+        }
         if compiled.optimizer.parameters.isEmpty {
             _ = build(inputShape: [batchSize] + data.featureShape)
             compiled.optimizer.parameters = trainableParameters()
@@ -117,8 +126,6 @@ extension Module {
         var reporter = ProgressReporter(style: progress)
         var buffers = BatchBuffers(featureShape: data.featureShape, capacity: batchSize)
         var order = Array(0..<data.count)
-        let usableCount = dropsLastPartialBatch ? data.count / batchSize * batchSize : data.count
-        let steps = (usableCount + batchSize - 1) / batchSize
         var history = History()
         let wantsAccuracy = compiled.metrics.contains(.accuracy)
         let foundModes = namedModules().map { ($0.1, $0.1.mode) }
@@ -287,14 +294,16 @@ extension Module {
     /// Loss and accuracy on `data` in `.inference` mode, without recording a
     /// graph; the previous mode is restored afterwards. Uses the compiled loss,
     /// or cross-entropy from the outputs if the model was not compiled.
+    /// Throws `FitError.noExamplesToEvaluate` for empty data (0 / 0 is no score).
     public func evaluate(_ data: some BatchSource, batchSize: Int = 1000) throws -> Evaluation {
+        guard data.count > 0 else { throw FitError.noExamplesToEvaluate }
         let loss: any Loss = compiled?.loss ?? SparseCategoricalCrossentropy(fromLogits: true)
         var lossSum = 0.0, correct = 0
         try forEachOutput(data, batchSize: batchSize) { output, labels in
             lossSum += Double(loss(output, labels).scalar) * Double(labels.count)
             correct += zip(output.argmax(axis: -1), labels).reduce(0) { $0 + ($1.0 == $1.1 ? 1 : 0) }
         }
-        let count = Double(max(data.count, 1))
+        let count = Double(data.count)
         return Evaluation(loss: lossSum / count, accuracy: Double(correct) / count)
     }
 
@@ -327,6 +336,28 @@ extension Module {
                     start += batchSize
                 }
             }
+        }
+    }
+}
+
+/// Data `fit` or `evaluate` cannot run on. Keras raises here too; a PyTorch loop
+/// over an empty loader runs no step and reports nothing, which hides the mistake.
+public enum FitError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The training data give no batch: no examples at all, or fewer than one
+    /// full batch when the last partial batch is dropped.
+    case noTrainingBatches(exampleCount: Int, batchSize: Int, dropsLastPartialBatch: Bool)
+    /// `evaluate` got no examples: its loss and accuracy would be 0 / 0.
+    case noExamplesToEvaluate
+
+    public var description: String {
+        switch self {
+        case .noTrainingBatches(let exampleCount, let batchSize, let dropsLastPartialBatch):
+            if exampleCount == 0 { return "fit: the training data have no examples" }
+            // Only dropping the partial batch leaves examples without a batch.
+            return "fit: \(exampleCount) examples make no full batch of \(batchSize)"
+                + (dropsLastPartialBatch ? ", and dropsLastPartialBatch drops the partial one" : "")
+        case .noExamplesToEvaluate:
+            return "evaluate: the data have no examples, so loss and accuracy are undefined"
         }
     }
 }

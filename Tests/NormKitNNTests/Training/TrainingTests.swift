@@ -251,4 +251,25 @@ struct ProgressFormattingTests {
         #expect(formatSeconds(42.4) == "42s")
         #expect(formatSeconds(75) == "1m15s")
     }
+
+    @Test("fit and evaluate throw on data that give no batch, instead of 'training' with loss 0")
+    func emptyDataThrows() throws {
+        let blobs = BlobModel(seed: 30)
+        blobs.compile()
+        let empty = TensorDataset(features: .zeros([0, 4]), labels: [])
+        #expect(throws: FitError.noTrainingBatches(exampleCount: 0, batchSize: 32, dropsLastPartialBatch: false)) {
+            try blobs.model.fit(empty, epochs: 1, progress: .silent)
+        }
+        let blobsOfFive = gaussianBlobs(count: 5, features: 4, separation: 3, seed: 3)
+        let few = TensorDataset(features: blobsOfFive.x, labels: blobsOfFive.y)
+        let error = #expect(throws: FitError.self) {
+            try blobs.model.fit(few, epochs: 1, batchSize: 8, dropsLastPartialBatch: true, progress: .silent)
+        }
+        #expect(error == .noTrainingBatches(exampleCount: 5, batchSize: 8, dropsLastPartialBatch: true))
+        #expect(error?.description == "fit: 5 examples make no full batch of 8, and dropsLastPartialBatch drops the partial one")
+        #expect(throws: FitError.noExamplesToEvaluate) { try blobs.model.evaluate(empty) }
+        // Nothing was trained, and with no epoch left to run there is nothing to refuse.
+        #expect(blobs.runningStatistics == BlobModel(seed: 30).runningStatistics)
+        #expect(try blobs.model.fit(empty, epochs: 2, progress: .silent, initialEpoch: 2).epochs.isEmpty)
+    }
 }
