@@ -186,16 +186,19 @@ extension Module {
     private func generalStep(_ data: some BatchSource, indices: ArraySlice<Int>, buffers: inout BatchBuffers,
                              compiled: CompiledConfiguration) throws -> (loss: Float, correct: Int) {
         let (batch, labels) = buffers.load(data, indices: indices)
-        return try generalStep(batch, labels: labels, compiled: compiled)
+        return try generalStep(batch, labels: labels, compiled: compiled, operation: "fit")
     }
 
     /// One step through the autodiff graph: forward, loss, zeroGrad, backward,
     /// optimizer step. The graph (which holds the weights' storage) is released
     /// before the optimizer updates the weights in place, so they are not copied.
-    private func generalStep(_ batch: Tensor, labels: [Int],
-                             compiled: CompiledConfiguration) throws -> (loss: Float, correct: Int) {
+    /// A label outside the output's classes throws once the forward pass has run
+    /// (as in PyTorch, whose loss raises after the model's forward), before the loss.
+    private func generalStep(_ batch: Tensor, labels: [Int], compiled: CompiledConfiguration,
+                             operation: String) throws -> (loss: Float, correct: Int) {
         let result: (loss: Float, correct: Int) = try {
             let output = try forward(batch)
+            try _checkLabels(labels, against: output, operation: operation)
             let loss = compiled.loss(output, labels)
             compiled.optimizer.zeroGrad()
             loss.backward()
@@ -229,7 +232,8 @@ extension Module {
     ///
     /// - Parameters:
     ///   - x: the batch, (batch, featureShape…) with batch ≥ 1 (≥ 2 through batch norm).
-    ///   - y: `batch` class indices, each in 0..<classes.
+    ///   - y: `batch` class indices, each in 0..<classes (else `FitError.labelOutOfRange`,
+    ///     thrown before anything changes on the fused step, after the forward pass otherwise).
     @discardableResult
     public func trainOnBatch(x: Tensor, y: [Int]) throws -> BatchTrainingResult {
         guard let compiled else { preconditionFailure("trainOnBatch: call compile(optimizer:loss:metrics:) first") }
@@ -276,7 +280,7 @@ extension Module {
             }
             if result != nil { state.fused!.publishStatistics() }
         }
-        let (loss, correct) = try result ?? generalStep(x.detached(), labels: y, compiled: compiled)
+        let (loss, correct) = try result ?? generalStep(x.detached(), labels: y, compiled: compiled, operation: "trainOnBatch")
         return BatchTrainingResult(loss: Double(loss),
                                    accuracy: compiled.metrics.contains(.accuracy) ? Double(correct) / Double(y.count) : nil)
     }
@@ -300,6 +304,7 @@ extension Module {
         let loss: any Loss = compiled?.loss ?? SparseCategoricalCrossentropy(fromLogits: true)
         var lossSum = 0.0, correct = 0
         try forEachOutput(data, batchSize: batchSize) { output, labels in
+            try _checkLabels(labels, against: output, operation: "evaluate")
             lossSum += Double(loss(output, labels).scalar) * Double(labels.count)
             correct += zip(output.argmax(axis: -1), labels).reduce(0) { $0 + ($1.0 == $1.1 ? 1 : 0) }
         }
@@ -348,6 +353,9 @@ public enum FitError: Error, Sendable, Equatable, CustomStringConvertible {
     case noTrainingBatches(exampleCount: Int, batchSize: Int, dropsLastPartialBatch: Bool)
     /// `evaluate` got no examples: its loss and accuracy would be 0 / 0.
     case noExamplesToEvaluate
+    /// A label is not one of the model's classes 0..<classes (its output width): data
+    /// from elsewhere than the model expects. PyTorch's and Keras' losses raise here.
+    case labelOutOfRange(operation: String, label: Int, classes: Int)
 
     public var description: String {
         switch self {
@@ -358,6 +366,18 @@ public enum FitError: Error, Sendable, Equatable, CustomStringConvertible {
                 + (dropsLastPartialBatch ? ", and dropsLastPartialBatch drops the partial one" : "")
         case .noExamplesToEvaluate:
             return "evaluate: the data have no examples, so loss and accuracy are undefined"
+        case .labelOutOfRange(let operation, let label, let classes):
+            return "\(operation): label \(label) is outside the model's classes 0..<\(classes)"
         }
+    }
+}
+
+/// Throws `FitError.labelOutOfRange` for the first of `labels` that is not a class of
+/// `output` (batch, classes); outputs of another rank are left to the loss to refuse.
+func _checkLabels(_ labels: [Int], against output: Tensor, operation: String) throws(FitError) {
+    guard output.rank == 2 else { return }
+    let classes = output.shape[1]
+    if let label = labels.first(where: { $0 < 0 || $0 >= classes }) {
+        throw .labelOutOfRange(operation: operation, label: label, classes: classes)
     }
 }

@@ -238,9 +238,8 @@ final class FusedTrainingStep {
         data.fillBatch(indices: indices, features: UnsafeMutableBufferPointer(start: values[0], count: rows * widths[0]),
                        labels: UnsafeMutableBufferPointer(rebasing: labels[0..<rows]))
         let classes = widths[stages.count]
-        for row in 0..<rows {
-            precondition(labels[row] >= 0 && Int(labels[row]) < classes,
-                         "fit: label \(labels[row]) is outside 0..<\(classes) (predictions (\(rows), \(classes)))")
+        for row in 0..<rows where labels[row] < 0 || Int(labels[row]) >= classes {
+            throw FitError.labelOutOfRange(operation: "fit", label: Int(labels[row]), classes: classes)
         }
         return try run(rows: rows, optimizer: optimizer)
     }
@@ -252,7 +251,8 @@ final class FusedTrainingStep {
     ///   - features: (rows, featureShape…) with 1 ≤ rows ≤ `capacity`; the caller
     ///     has checked that the example shape is the one the step was built for.
     ///   - labels: `rows` class indices; each must be in 0..<classes (checked here,
-    ///     before anything changes, and before narrowing to the step's `Int32`s).
+    ///     before anything changes, and before narrowing to the step's `Int32`s;
+    ///     `FitError.labelOutOfRange` otherwise).
     func step(features: Tensor, labels: [Int], optimizer: any Optimizer) throws -> (loss: Float, correct: Int)? {
         guard layersUnchanged else { return nil }
         let rows = labels.count
@@ -260,11 +260,10 @@ final class FusedTrainingStep {
                      "FusedTrainingStep: \(rows) labels and features \(features.shape) for a capacity of \(capacity) "
                      + "examples of \(widths[0]) values")
         let classes = widths[stages.count]
-        for (row, label) in labels.enumerated() {
-            precondition(label >= 0 && label < classes,
-                         "trainOnBatch: label \(label) is outside 0..<\(classes) (predictions (\(rows), \(classes)))")
-            self.labels[row] = Int32(label)
+        if let label = labels.first(where: { $0 < 0 || $0 >= classes }) {
+            throw FitError.labelOutOfRange(operation: "trainOnBatch", label: label, classes: classes)
         }
+        for (row, label) in labels.enumerated() { self.labels[row] = Int32(label) }
         features.withUnsafeBufferPointer { values[0].update(from: $0.baseAddress!, count: rows * widths[0]) }
         return try run(rows: rows, optimizer: optimizer)
     }

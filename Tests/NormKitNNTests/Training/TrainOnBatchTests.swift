@@ -260,6 +260,46 @@ struct TrainOnBatchTests {
         model.compile(optimizer: Adam(), loss: CrossEntropyLoss())
         #expect(throws: BatchNormError.self) { try model.trainOnBatch(x: batch(data, 0..<1).x, y: [0]) }
     }
+
+    @Test("a label outside the classes throws before anything changes, on the fused step and on the fallback")
+    func labelOutOfRangeThrows() throws {
+        // Fused: Linear → ReLU → Linear; the weights and optimizer state must not move.
+        let fusedModel = Sequential { makeLinear(5, 4, seed: 1); ReLU(); makeLinear(4, 3, seed: 2) }
+        fusedModel.compile(optimizer: Adam(), loss: CrossEntropyLoss())
+        func weights() -> [[Float]] { fusedModel.trainableParameters().map(\.value.scalars) }
+        let before = weights()
+        #expect(throws: FitError.labelOutOfRange(operation: "trainOnBatch", label: 3, classes: 3)) {
+            try fusedModel.trainOnBatch(x: Tensor.zeros([4, 5]), y: [0, 1, 3, 2])
+        }
+        // A label that only wraps into range as the fused step's Int32 is refused too.
+        #expect(throws: FitError.labelOutOfRange(operation: "trainOnBatch", label: 1 << 32, classes: 3)) {
+            try fusedModel.trainOnBatch(x: Tensor.zeros([2, 5]), y: [1, 1 << 32])
+        }
+        #expect(weights() == before)
+        // Fallback (Sigmoid is not fused): the check runs on the forward's output, before the loss.
+        let fallbackModel = Sequential { makeLinear(5, 3, seed: 1); Sigmoid() }
+        fallbackModel.compile(optimizer: Adam(), loss: CrossEntropyLoss())
+        let error = #expect(throws: FitError.self) {
+            try fallbackModel.trainOnBatch(x: Tensor.zeros([4, 5]), y: [0, 1, -1, 2])
+        }
+        #expect(error?.description == "trainOnBatch: label -1 is outside the model's classes 0..<3")
+    }
+
+    @Test("fit and evaluate throw on a label outside the classes instead of stopping the process")
+    func fitAndEvaluateThrowOnLabelOutOfRange() throws {
+        let data = threeClassData(seed: 17)
+        var labels = data.y
+        labels[7] = 5
+        let (model, _) = chainModel(seed: 170)
+        model.compile(optimizer: Adam(), loss: CrossEntropyLoss())
+        let dataset = TensorDataset(features: data.x, labels: labels)
+        #expect(throws: FitError.labelOutOfRange(operation: "fit", label: 5, classes: 3)) {
+            try model.fit(dataset, epochs: 1, batchSize: 8, progress: .silent)
+        }
+        #expect(throws: FitError.labelOutOfRange(operation: "evaluate", label: 5, classes: 3)) {
+            try model.evaluate(dataset)
+        }
+    }
 }
 
 @Suite("trainOnBatch: programmer errors")
@@ -274,39 +314,6 @@ struct TrainOnBatchExitTests {
         let message = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
         #expect(message.contains("trainOnBatch: x [4, 5] and y (3 labels) must hold the same number (≥ 1) of examples"),
                 "\(message)")
-    }
-
-    @Test("a label outside the classes stops the process on the fused step, naming the label and the classes")
-    func fusedLabelOutOfRangeTraps() async throws {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            let model = Sequential { makeLinear(5, 4, seed: 1); ReLU(); makeLinear(4, 3, seed: 2) }
-            model.compile(optimizer: Adam(), loss: CrossEntropyLoss())
-            try model.trainOnBatch(x: Tensor.zeros([4, 5]), y: [0, 1, 3, 2])
-        }
-        let message = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
-        #expect(message.contains("trainOnBatch: label 3 is outside 0..<3 (predictions (4, 3))"), "\(message)")
-    }
-
-    @Test("a label that only wraps into range as Int32 is refused too")
-    func hugeLabelTraps() async throws {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            let model = Sequential { makeLinear(5, 3, seed: 1) }
-            model.compile(optimizer: Adam(), loss: CrossEntropyLoss())
-            try model.trainOnBatch(x: Tensor.zeros([2, 5]), y: [1, 1 << 32])
-        }
-        let message = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
-        #expect(message.contains("trainOnBatch: label 4294967296 is outside 0..<3"), "\(message)")
-    }
-
-    @Test("a label outside the classes stops the process on the fallback too, through the loss")
-    func fallbackLabelOutOfRangeTraps() async throws {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            let model = Sequential { makeLinear(5, 3, seed: 1); Sigmoid() }
-            model.compile(optimizer: Adam(), loss: CrossEntropyLoss())
-            try model.trainOnBatch(x: Tensor.zeros([4, 5]), y: [0, 1, -1, 2])
-        }
-        let message = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
-        #expect(message.contains("label -1 is outside 0..<3 (predictions [4, 3])"), "\(message)")
     }
 
     @Test("examples of the wrong size stop the process in the first layer, naming both shapes")
