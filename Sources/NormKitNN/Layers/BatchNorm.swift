@@ -94,7 +94,13 @@ public class BatchNorm: Module {
     /// Added to the variance before the square root; > 0.
     public let epsilon: Float
     public let runningAverage: RunningAverage
-    public let isAffine: Bool
+    /// Whether γ (`weight`; Keras' `scale`) exists and trains.
+    public let hasScale: Bool
+    /// Whether β (`bias`; Keras' `center`) exists and trains.
+    public let hasShift: Bool
+    /// Whether γ and β both exist (PyTorch's `affine`). Keras' `BatchNormalization`
+    /// may keep one without the other (`scale: false` before a ReLU or a linear layer).
+    public var isAffine: Bool { hasScale && hasShift }
     public let tracksRunningStatistics: Bool
     /// Whether the running variance stores the unbiased estimate (PyTorch) or the biased one (Keras, ONNX).
     public let storesUnbiasedVariance: Bool
@@ -161,18 +167,20 @@ public class BatchNorm: Module {
                             tracksRunningStatistics: Bool = true, unbiasedRunningVariance: Bool = true,
                             renormalization: BatchRenormalization? = nil, ghostBatchSize: Int? = nil) {
         self.init(featureCount: featureCount, featureAxis: featureAxis, epsilon: epsilon, runningAverage: runningAverage,
-                  affine: affine, tracksRunningStatistics: tracksRunningStatistics,
+                  affine: (scale: affine, shift: affine), tracksRunningStatistics: tracksRunningStatistics,
                   unbiasedRunningVariance: unbiasedRunningVariance, renormalization: renormalization,
                   ghostBatchSize: ghostBatchSize, acceptedRanks: nil)
     }
 
-    init(featureCount: Int?, featureAxis: Int, epsilon: Float, runningAverage: RunningAverage, affine: Bool,
+    init(featureCount: Int?, featureAxis: Int, epsilon: Float, runningAverage: RunningAverage,
+         affine: (scale: Bool, shift: Bool),
          tracksRunningStatistics: Bool, unbiasedRunningVariance: Bool, renormalization: BatchRenormalization?,
          ghostBatchSize: Int?, acceptedRanks: (ranks: Set<Int>, description: String)?) {
         self.featureAxis = featureAxis
         self.epsilon = epsilon
         self.runningAverage = runningAverage
-        self.isAffine = affine
+        self.hasScale = affine.scale
+        self.hasShift = affine.shift
         self.tracksRunningStatistics = tracksRunningStatistics
         self.storesUnbiasedVariance = unbiasedRunningVariance
         self.renormalization = renormalization
@@ -195,10 +203,8 @@ public class BatchNorm: Module {
     private func materialize(featureCount: Int) {
         precondition(featureCount > 0, "\(description): featureCount must be positive, got \(featureCount)")
         self.featureCount = featureCount
-        if isAffine {
-            weight = Parameter(.ones([featureCount]), isTrainable: affineTrainableOverride ?? true)
-            bias = Parameter(.zeros([featureCount]), isTrainable: affineTrainableOverride ?? true)
-        }
+        if hasScale { weight = Parameter(.ones([featureCount]), isTrainable: affineTrainableOverride ?? true) }
+        if hasShift { bias = Parameter(.zeros([featureCount]), isTrainable: affineTrainableOverride ?? true) }
         if tracksRunningStatistics {
             running = RunningStatistics(featureCount: featureCount)
         }
@@ -308,7 +314,7 @@ public class BatchNorm: Module {
 
     /// Whether γ and β train (get gradients and optimizer steps); independent of the other controls.
     public var areAffineParametersTrainable: Bool {
-        get { weight?.isTrainable ?? false }
+        get { (weight ?? bias)?.isTrainable ?? false }
         set {
             weight?.isTrainable = newValue
             bias?.isTrainable = newValue
@@ -458,7 +464,7 @@ public final class BatchNorm1d: BatchNorm {
                 affine: Bool = true, tracksRunningStatistics: Bool = true, unbiasedRunningVariance: Bool = true,
                 renormalization: BatchRenormalization? = nil, ghostBatchSize: Int? = nil) {
         super.init(featureCount: featureCount, featureAxis: 1, epsilon: epsilon, runningAverage: runningAverage,
-                   affine: affine, tracksRunningStatistics: tracksRunningStatistics,
+                   affine: (scale: affine, shift: affine), tracksRunningStatistics: tracksRunningStatistics,
                    unbiasedRunningVariance: unbiasedRunningVariance, renormalization: renormalization,
                    ghostBatchSize: ghostBatchSize, acceptedRanks: ([2, 3], "rank 2 (N, C) or 3 (N, C, L)"))
     }
@@ -472,7 +478,7 @@ public final class BatchNorm2d: BatchNorm {
                 affine: Bool = true, tracksRunningStatistics: Bool = true, unbiasedRunningVariance: Bool = true,
                 renormalization: BatchRenormalization? = nil, ghostBatchSize: Int? = nil) {
         super.init(featureCount: featureCount, featureAxis: 1, epsilon: epsilon, runningAverage: runningAverage,
-                   affine: affine, tracksRunningStatistics: tracksRunningStatistics,
+                   affine: (scale: affine, shift: affine), tracksRunningStatistics: tracksRunningStatistics,
                    unbiasedRunningVariance: unbiasedRunningVariance, renormalization: renormalization,
                    ghostBatchSize: ghostBatchSize, acceptedRanks: ([4], "rank 4 (N, C, H, W)"))
     }
@@ -486,7 +492,7 @@ public final class BatchNorm3d: BatchNorm {
                 affine: Bool = true, tracksRunningStatistics: Bool = true, unbiasedRunningVariance: Bool = true,
                 renormalization: BatchRenormalization? = nil, ghostBatchSize: Int? = nil) {
         super.init(featureCount: featureCount, featureAxis: 1, epsilon: epsilon, runningAverage: runningAverage,
-                   affine: affine, tracksRunningStatistics: tracksRunningStatistics,
+                   affine: (scale: affine, shift: affine), tracksRunningStatistics: tracksRunningStatistics,
                    unbiasedRunningVariance: unbiasedRunningVariance, renormalization: renormalization,
                    ghostBatchSize: ghostBatchSize, acceptedRanks: ([5], "rank 5 (N, C, D, H, W)"))
     }
@@ -497,11 +503,13 @@ public final class BatchNorm3d: BatchNorm {
 /// count comes from the first input. `virtualBatchSize` is tf.keras 2's ghost
 /// batch size (Keras 3 dropped it) and `renormalization` stands for Keras'
 /// `renorm=True` with `renorm_clipping` (see `BatchRenormalization` for the difference).
+/// `center` keeps β (`bias`, Keras' `beta`) and `scale` keeps γ (`weight`, Keras' `gamma`),
+/// each on its own as in Keras: `scale: false` is Keras' advice when the next layer is
+/// linear or a ReLU, which γ would only rescale.
 public func BatchNormalization(axis: Int = -1, momentum: Float = 0.99, epsilon: Float = 1e-3,
                                center: Bool = true, scale: Bool = true, virtualBatchSize: Int? = nil,
                                renormalization: BatchRenormalization? = nil) -> BatchNorm {
-    precondition(center == scale, "BatchNormalization: NormKit supports center and scale together (both on or both off)")
-    return BatchNorm(featureCount: nil, featureAxis: axis, epsilon: epsilon, runningAverage: .oldValueWeight(momentum),
-                     affine: center, tracksRunningStatistics: true, unbiasedRunningVariance: false,
-                     renormalization: renormalization, ghostBatchSize: virtualBatchSize)
+    BatchNorm(featureCount: nil, featureAxis: axis, epsilon: epsilon, runningAverage: .oldValueWeight(momentum),
+              affine: (scale: scale, shift: center), tracksRunningStatistics: true, unbiasedRunningVariance: false,
+              renormalization: renormalization, ghostBatchSize: virtualBatchSize, acceptedRanks: nil)
 }

@@ -212,6 +212,28 @@ struct BatchNormForwardTests {
         let expected = ReferenceBatchNorm.forward(x, shape: shape, featureAxis: -1, gamma: nil, beta: nil, epsilon: 1e-3)
         expectClose(y.scalars, expected.output, relative: 1e-5, absolute: 1e-6, "output")
     }
+
+    @Test("Keras' center and scale are independent: each keeps only its own parameter, which trains",
+          arguments: [(center: true, scale: false), (center: false, scale: true)])
+    func kerasCenterAndScaleApart(options: (center: Bool, scale: Bool)) throws {
+        let layer = BatchNormalization(center: options.center, scale: options.scale)
+        layer.setMode(.training)
+        let shape = [6, 3]
+        let x = BatchNormLayout(kind: .general, shape: shape, featureAxis: -1).batch(seed: 41)
+        _ = try layer(tensor(x, shape: shape))
+        let gamma: [Double]? = options.scale ? [0.5, 2, -1] : nil, beta: [Double]? = options.center ? [1, -2, 0.25] : nil
+        if let gamma { try #require(layer.weight).value = Tensor(gamma.map { Float($0) }) }
+        if let beta { try #require(layer.bias).value = Tensor(beta.map { Float($0) }) }
+
+        let y = try layer(tensor(x, shape: shape))
+
+        #expect(layer.namedParameters().map(\.0) == (options.scale ? ["weight"] : ["bias"]))
+        #expect(layer.isAffine == false && layer.areAffineParametersTrainable)
+        let expected = ReferenceBatchNorm.forward(x, shape: shape, featureAxis: -1, gamma: gamma, beta: beta, epsilon: 1e-3)
+        expectClose(y.scalars, expected.output, relative: 1e-5, absolute: 1e-6, "output")
+        (y * y).sum().backward()
+        #expect(try #require(layer.parameters().first).gradient != nil)
+    }
 }
 
 // MARK: - Running estimates
