@@ -189,10 +189,20 @@ extension Module {
         return undos
     }
 
+    /// Whether a state dict may lack `entry` without it counting as missing: a running-statistics
+    /// layer's `num_batches_tracked`. PyTorch added that buffer in 0.4.1, and its `load_state_dict`
+    /// accepts a state dict without one (every dict without version metadata, so every file read
+    /// through `safetensors`), keeping the layer's own count; refusing such a file here would
+    /// refuse what PyTorch loads. The count matters only to `.cumulativeAverage` and Batch
+    /// Renormalization's schedule, which then go on from the layer's count, as in PyTorch.
+    private static func mayBeAbsent(_ entry: StateEntry) -> Bool {
+        entry.module is any _KeepsRunningStatistics && entry.name == "num_batches_tracked"
+    }
+
     private func loadBuiltStateDict(_ state: StateDict, strict: Bool) throws(StateDictError) -> StateDictLoadReport {
         let targets = stateEntries()
         let known = Set(targets.map(\.key))
-        let missing = targets.map(\.key).filter { state[$0] == nil }
+        let missing = targets.filter { state[$0.key] == nil && !Self.mayBeAbsent($0) }.map(\.key)
         let unexpected = state.keys.filter { !known.contains($0) }.sorted()
         var mismatched: [StateDictError.Mismatch] = []
         for target in targets {

@@ -51,6 +51,25 @@ struct StateDictTests {
         #expect(net.namedBuffers().map(\.0) == ["bn.running_mean", "bn.running_var", "bn.num_batches_tracked"])
     }
 
+    @Test("a state dict without num_batches_tracked (PyTorch before 0.4.1) loads strictly and keeps the count, as PyTorch's load_state_dict does")
+    func legacyStateDictWithoutBatchCount() throws {
+        let source = SmallNet(seed: 1)
+        source.bn.runningMean = Tensor([1, 2, 3])
+        var state = source.stateDict()
+        state["bn.num_batches_tracked"] = nil
+        let net = SmallNet(seed: 2)
+        net.train()
+        _ = try net(Tensor((0..<8).map { Float($0) }, shape: [2, 4]))
+
+        let report = try net.loadStateDict(state)
+
+        #expect(report.missingKeys.isEmpty)
+        #expect(try #require(net.bn.runningMean).scalars == [1, 2, 3])
+        #expect(net.bn.numBatchesTracked == 1)
+        state["fc1.bias"] = nil
+        #expect(throws: StateDictError.self) { try net.loadStateDict(state) }
+    }
+
     @Test("a BatchNorm without running statistics has no buffers, as in PyTorch")
     func noTrackingNoBuffers() {
         let layer = BatchNorm1d(3, tracksRunningStatistics: false)
@@ -101,7 +120,8 @@ struct StateDictTests {
         state["bn.running_mean"] = .integer([0, 0, 0], shape: [3])   // an integer may fill a float slot (converted)
         state["fc2.bias"] = .float(.zeros([2, 1]))
         let error = try #require(throws: StateDictError.self) { try net.loadStateDict(state) }
-        #expect(error.missingKeys == ["bn.running_var", "bn.num_batches_tracked"])
+        // num_batches_tracked may be absent (PyTorch before 0.4.1), see legacyStateDictWithoutBatchCount.
+        #expect(error.missingKeys == ["bn.running_var"])
         #expect(error.unexpectedKeys == ["fc3.weight"])
         #expect(error.mismatchedKeys.map(\.key) == ["fc1.weight", "fc2.bias"])
         #expect(error.mismatchedKeys[0].expected == "float[3, 4]" && error.mismatchedKeys[0].found == "float[3, 5]")
