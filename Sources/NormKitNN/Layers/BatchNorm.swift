@@ -37,9 +37,18 @@ public enum RunningAverage: Sendable, Equatable, CustomStringConvertible {
 public enum BatchNormError: Error, Sendable, CustomStringConvertible, Equatable {
     /// Training-mode statistics need at least two values per channel.
     case singleValuePerChannel(layer: String, shape: [Int])
+    /// The same in inference mode, for a layer that normalizes with batch statistics there too
+    /// (`tracksRunningStatistics: false`, or `statistics = .batch`), where inference mode is no remedy.
+    case singleValuePerChannelWithBatchStatisticsInInference(layer: String, shape: [Int])
 
     public var description: String {
         switch self {
+        case let .singleValuePerChannelWithBatchStatisticsInInference(layer, shape):
+            "\(layer): expected more than 1 value per channel, got input shape \(shape) in inference mode. The layer "
+                + "normalizes with batch statistics in inference too (it does not track running statistics, or its "
+                + "statistics control is .batch), and statistics of one value are undefined (variance 0, output β). "
+                + "Give it more than one value per channel, track running statistics (tracksRunningStatistics: true, "
+                + "statistics = .followMode), or use a normalization that does not depend on the batch (GroupNorm, LayerNorm)."
         case let .singleValuePerChannel(layer, shape):
             "\(layer): expected more than 1 value per channel when training, got input shape \(shape). "
                 + "Batch statistics of one value are undefined (variance 0, output β). Drop the last partial batch "
@@ -396,6 +405,10 @@ public class BatchNorm: Module {
         let layout = FeatureLayout(shape: shape, featureAxis: featureAxis)
         guard let ghostBatchSize, shape[0] > ghostBatchSize else {
             guard layout.outer * layout.inner > 1 else {
+                // Inference mode is the remedy only when it switches to the running estimates.
+                if mode == .inference {
+                    throw BatchNormError.singleValuePerChannelWithBatchStatisticsInInference(layer: description, shape: shape)
+                }
                 throw BatchNormError.singleValuePerChannel(layer: description, shape: shape)
             }
             return

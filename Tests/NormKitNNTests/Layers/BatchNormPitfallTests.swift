@@ -55,6 +55,22 @@ struct BatchNormPitfallTests {
         expectClose(y.scalars, expected.output, relative: 1e-6, "output")
     }
 
+    @Test("one value per channel in inference, for a layer that normalizes with the batch there too, does not suggest inference mode",
+          arguments: [false, true])
+    func singleValuePerChannelWithBatchStatisticsInInference(untracked: Bool) throws {
+        let layer = BatchNorm1d(3, tracksRunningStatistics: !untracked)
+        if !untracked { layer.statistics = .batch }
+        layer.eval()
+
+        let error = try #require(throws: BatchNormError.self) { try layer(Tensor([1, 2, 3], shape: [1, 3])) }
+
+        #expect(error == .singleValuePerChannelWithBatchStatisticsInInference(layer: layer.description, shape: [1, 3]))
+        let message = error.description
+        #expect(message.contains("[1, 3]") && message.contains(layer.description), "names the layer and shape: \(message)")
+        #expect(message.contains("in inference mode") && !message.contains("evaluate in inference"),
+                "says the layer is in inference already instead of suggesting it: \(message)")
+    }
+
     @Test("an empty training batch gives an empty output, as in PyTorch, and leaves the running estimates and the count alone",
           arguments: [[0, 3], [2, 3, 0], [0, 3, 4, 4]])
     func emptyBatchPassesThrough(shape: [Int]) throws {
