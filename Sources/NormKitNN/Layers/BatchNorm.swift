@@ -404,13 +404,7 @@ public class BatchNorm: Module {
     private func checkValuesPerFeature(_ shape: [Int]) throws {
         let layout = FeatureLayout(shape: shape, featureAxis: featureAxis)
         guard let ghostBatchSize, shape[0] > ghostBatchSize else {
-            guard layout.outer * layout.inner > 1 else {
-                // Inference mode is the remedy only when it switches to the running estimates.
-                if mode == .inference {
-                    throw BatchNormError.singleValuePerChannelWithBatchStatisticsInInference(layer: description, shape: shape)
-                }
-                throw BatchNormError.singleValuePerChannel(layer: description, shape: shape)
-            }
+            guard layout.outer * layout.inner > 1 else { throw singleValueError(layer: description, shape: shape) }
             return
         }
         let samples = shape[0], ghostCount = (samples + ghostBatchSize - 1) / ghostBatchSize
@@ -418,10 +412,18 @@ public class BatchNorm: Module {
         // Only the last ghost batch can be smaller than the others.
         let lastSize = samples - (ghostCount - 1) * ghostBatchSize
         guard lastSize * valuesPerSample > 1 else {
-            throw BatchNormError.singleValuePerChannel(
+            throw singleValueError(
                 layer: "\(description), ghost batch \(ghostCount) of \(ghostCount) (samples \(samples - lastSize)..<\(samples))",
                 shape: [lastSize] + shape.dropFirst())
         }
+    }
+
+    /// One value per feature: in training the usual error; in inference (only a layer that
+    /// normalizes with the batch there too gets here) the one that does not suggest inference mode.
+    private func singleValueError(layer: String, shape: [Int]) -> BatchNormError {
+        mode == .inference
+            ? .singleValuePerChannelWithBatchStatisticsInInference(layer: layer, shape: shape)
+            : .singleValuePerChannel(layer: layer, shape: shape)
     }
 
     /// The whole batch's statistics from its ghost batches': the sample-weighted

@@ -255,7 +255,10 @@ struct GhostBatchNormTests {
 
         let error = try #require(throws: BatchNormError.self) { try layer(x) }
 
-        guard case let .singleValuePerChannel(name, shape) = error else { return }
+        guard case let .singleValuePerChannel(name, shape) = error else {
+            Issue.record("expected singleValuePerChannel, got \(error)")
+            return
+        }
         #expect(shape == [1, 3], "the offending ghost batch's shape")
         #expect(name.contains("ghostBatchSize: 4") && name.contains("ghost batch 3 of 3"), "\(name)")
         #expect(error.description.contains("dropsLastPartialBatch"), "\(error.description)")
@@ -263,5 +266,13 @@ struct GhostBatchNormTests {
         // In inference the same input normalizes with the running estimates.
         layer.eval()
         #expect(try layer(x).shape == [9, 3])
+        // Unless the layer normalizes with the batch in inference too: then the error says so.
+        layer.statistics = .batch
+        let inInference = try #require(throws: BatchNormError.self) { try layer(x) }
+        guard case let .singleValuePerChannelWithBatchStatisticsInInference(inferenceName, inferenceShape) = inInference else {
+            Issue.record("expected singleValuePerChannelWithBatchStatisticsInInference, got \(inInference)")
+            return
+        }
+        #expect(inferenceShape == [1, 3] && inferenceName.contains("ghost batch 3 of 3"), "\(inferenceName)")
     }
 }
