@@ -89,12 +89,15 @@ public enum BatchNormFoldingError: Error, Sendable, Equatable, CustomStringConve
 extension BatchNorm {
     /// The per-feature map this layer computes in inference:
     /// s = γ/√(running variance + ε), t = β − running mean·s (γ = 1, β = 0 without affine).
+    /// A layer set to normalize with its running estimates in both modes (`statistics = .running`,
+    /// as `freeze()` sets) computes this map in training mode too, so it folds in either mode.
     ///
-    /// - Throws: `BatchNormFoldingError` when the layer is in training mode, does not
+    /// - Throws: `BatchNormFoldingError` when the layer is in training mode (and not set to
+    ///   `statistics = .running`), does not
     ///   track running statistics, is set to normalize with batch statistics, or is not built.
     public func inferenceAffineMap() throws(BatchNormFoldingError) -> PerFeatureAffineMap {
         guard tracksRunningStatistics else { throw .untrackedRunningStatistics(layer: description) }
-        guard mode == .inference else { throw .trainingMode(layer: description) }
+        guard mode == .inference || statistics == .running else { throw .trainingMode(layer: description) }
         guard statistics != .batch else { throw .batchStatistics(layer: description) }
         guard let runningMean, let runningVariance else { throw .notBuilt(layer: description) }
         let mean = runningMean.scalars, variance = runningVariance.scalars

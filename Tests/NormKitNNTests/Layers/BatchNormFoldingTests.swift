@@ -98,6 +98,20 @@ struct BatchNormFoldingTests {
         }
     }
 
+    @Test("a frozen batch norm folds in training mode too: it normalizes with its running estimates in both modes")
+    func frozenBatchNormFoldsInTrainingMode() throws {
+        let linear = makeLinear(3, 2, seed: 740)
+        let frozen = trainedBatchNorm(2, seed: 741)
+        frozen.freeze()
+        let x = tensor(randomDoubles(12, seed: 742), shape: [4, 3])
+        let expected = try frozen(linear(x))
+
+        let folded = try linear.foldingBatchNorm(frozen)
+
+        #expect(frozen.mode == .training)
+        expectClose(doubles(try folded(x)), doubles(expected), relative: 1e-5, absolute: 1e-6, "folded output")
+    }
+
     @Test("a model in training mode is refused with a message that says to call eval()")
     func sequentialInTrainingModeIsRefused() throws {
         let model = Sequential {
