@@ -157,8 +157,12 @@ open class Module: CustomStringConvertible {
         return result
     }
 
-    /// The number of trainable scalars.
+    /// The number of parameter scalars, trainable or not (PyTorch's `sum(p.numel() for p in
+    /// model.parameters())`, Keras' "Total params" without the buffers).
     public var parameterCount: Int { parameters().reduce(0) { $0 + $1.value.scalarCount } }
+    /// The number of scalars the optimizer updates: `parameterCount` without frozen
+    /// parameters (a `freeze()`d batch norm's γ and β), Keras' "Trainable params".
+    public var trainableParameterCount: Int { trainableParameters().reduce(0) { $0 + $1.value.scalarCount } }
 
     /// A Keras-like summary: one line per module with its parameter count.
     public func summary() -> String {
@@ -169,6 +173,7 @@ open class Module: CustomStringConvertible {
             lines.append("  \(padded) \(module.description)  params: \(count)")
         }
         lines.append("  total parameters: \(parameterCount)")
+        lines.append("  trainable parameters: \(trainableParameterCount)")
         return lines.joined(separator: "\n")
     }
 }

@@ -116,4 +116,15 @@ struct ModuleTests {
         #expect(summary.contains("params: 15"))
         #expect(summary.contains("total parameters: \(model.parameterCount)"))
     }
+
+    @Test("parameterCount counts frozen parameters too; trainableParameterCount and the summary leave them out")
+    func frozenParametersAreNotCountedAsTrainable() {
+        let batchNorm = BatchNorm1d(3)
+        let model = Sequential { makeLinear(4, 3, seed: 1); batchNorm }
+        batchNorm.freeze()
+
+        #expect(model.parameterCount == 4 * 3 + 3 + 2 * 3)
+        #expect(model.trainableParameterCount == 4 * 3 + 3)
+        #expect(model.summary().contains("trainable parameters: 15"), "\(model.summary())")
+    }
 }
