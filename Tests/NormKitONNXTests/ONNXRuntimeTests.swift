@@ -29,13 +29,13 @@ struct ONNXRuntimeTests {
 
         // Keras spelling: channels-last BN on (batch, 5, 3) (exported through
         // Transposes), Flatten, a bias-free Dense, Tanh, BN with the biased
-        // variance and ε 1e-3, Sigmoid.
+        // variance, ε 1e-3 and β only (scale: false, so ONNX gets scale 1), Sigmoid.
         let keras = Sequential(inputShape: [5, 3]) {
             BatchNormalization()
             Flatten()
             Linear(outFeatures: 8, bias: false, generator: SeededGenerator(seed: 3))
             Tanh()
-            BatchNormalization(momentum: 0.9)
+            BatchNormalization(momentum: 0.9, scale: false)
             Sigmoid()
         }
         try warmUpRunningStatistics(keras, batches: (0..<4).map { randomTensor([12, 5, 3], seed: 10 + UInt64($0)) })
