@@ -19,6 +19,20 @@ struct ExitTests {
         #expect(message.contains("Linear(4 → 3) expects input (batch, 4), got shape [2, 5]"), "\(message)")
     }
 
+    @Test("SGD refuses Nesterov without momentum (or with dampening), as PyTorch does, instead of plain SGD")
+    func sgdNesterovWithoutMomentumTraps() async throws {
+        let withoutMomentum = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = SGD(learningRate: 0.1, nesterov: true)
+        }
+        let dampened = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = SGD(learningRate: 0.1, momentum: 0.9, dampening: 0.1, nesterov: true)
+        }
+        for result in [withoutMomentum, dampened] {
+            let message = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
+            #expect(message.contains("SGD: nesterov needs momentum > 0 and dampening 0"), "\(message)")
+        }
+    }
+
     @Test("BatchNorm1d stops on an input with the wrong number of features")
     func batchNormFeatureMismatchTraps() async throws {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

@@ -148,19 +148,32 @@ private func _adamUpdate(_ p: UnsafeMutableBufferPointer<Float>, gradient g: Uns
     }
 }
 
-/// Stochastic gradient descent with optional momentum, PyTorch's rule:
-/// b ← μ·b + g (b = g on the first step); p ← p − lr·b (or g + μ·b with Nesterov).
+/// Stochastic gradient descent with optional momentum, PyTorch's rule (`torch.optim.SGD`):
+/// g ← g + λ·p (weight decay); b ← μ·b + (1 − τ)·g (b = g on the first step, undampened);
+/// p ← p − lr·b (or g + μ·b with Nesterov). τ is the dampening.
 public final class SGD: Optimizer {
     public var parameters: [Parameter]
     public var learningRate: Float
-    public let momentum: Float, weightDecay: Float, nesterov: Bool
+    public let momentum: Float, dampening: Float, weightDecay: Float, nesterov: Bool
     var velocities: [ObjectIdentifier: [Float]] = [:]
 
-    public init(_ parameters: [Parameter] = [], learningRate: Float, momentum: Float = 0, weightDecay: Float = 0,
-                nesterov: Bool = false) {
+    /// - Parameters:
+    ///   - momentum: μ ≥ 0; 0 is plain SGD.
+    ///   - dampening: τ, the share of each later gradient left out of the momentum buffer (PyTorch's `dampening`).
+    ///   - weightDecay: λ ≥ 0, L2 added to the gradient.
+    ///   - nesterov: Nesterov momentum; as in PyTorch it needs momentum > 0 and dampening 0 (without
+    ///     momentum it would silently be plain SGD).
+    public init(_ parameters: [Parameter] = [], learningRate: Float, momentum: Float = 0, dampening: Float = 0,
+                weightDecay: Float = 0, nesterov: Bool = false) {
+        precondition(learningRate >= 0, "SGD: learningRate must be ≥ 0, got \(learningRate)")
+        precondition(momentum >= 0, "SGD: momentum must be ≥ 0, got \(momentum)")
+        precondition(weightDecay >= 0, "SGD: weightDecay must be ≥ 0, got \(weightDecay)")
+        precondition(!nesterov || (momentum > 0 && dampening == 0),
+                     "SGD: nesterov needs momentum > 0 and dampening 0, got momentum \(momentum), dampening \(dampening)")
         self.parameters = parameters
         self.learningRate = learningRate
         self.momentum = momentum
+        self.dampening = dampening
         self.weightDecay = weightDecay
         self.nesterov = nesterov
     }
@@ -174,12 +187,13 @@ public final class SGD: Optimizer {
             let isFirst = velocity == nil
             if momentum != 0 && isFirst { velocity = [Float](repeating: 0, count: parameter.value.scalarCount) }
             let (lr, mu, decay, useNesterov) = (learningRate, momentum, weightDecay, nesterov)
+            let undamped = 1 - dampening
             parameter.value.withUnsafeMutableBufferPointer { p in
                 gradient.withUnsafeBufferPointer { g in
                     for i in p.indices {
                         var d = g[i] + decay * p[i]
                         if mu != 0 {
-                            velocity![i] = isFirst ? d : mu * velocity![i] + d
+                            velocity![i] = isFirst ? d : mu * velocity![i] + undamped * d
                             d = useNesterov ? d + mu * velocity![i] : velocity![i]
                         }
                         p[i] -= lr * d

@@ -43,15 +43,15 @@ private struct ReferenceAdam {
     private func pow(_ x: Double, _ n: Int) -> Double { (0..<n).reduce(1) { value, _ in value * x } }
 }
 
-/// PyTorch's SGD (dampening 0) for one parameter, in Double.
+/// PyTorch's SGD for one parameter, in Double.
 private struct ReferenceSGD {
-    var learningRate: Double, momentum: Double, weightDecay: Double, nesterov: Bool
+    var learningRate: Double, momentum: Double, dampening = 0.0, weightDecay: Double, nesterov: Bool
     var buffer: [Double]?
 
     mutating func step(_ p: inout [Double], gradient: [Double]) {
         var direction = p.indices.map { gradient[$0] + weightDecay * p[$0] }
         if momentum != 0 {
-            let updated = buffer.map { b in p.indices.map { momentum * b[$0] + direction[$0] } } ?? direction
+            let updated = buffer.map { b in p.indices.map { momentum * b[$0] + (1 - dampening) * direction[$0] } } ?? direction
             buffer = updated
             direction = nesterov ? p.indices.map { direction[$0] + momentum * updated[$0] } : updated
         }
@@ -60,8 +60,14 @@ private struct ReferenceSGD {
 }
 
 struct SGDCase: Sendable, CustomTestStringConvertible {
-    let momentum: Double, weightDecay: Double, nesterov: Bool
-    var testDescription: String { "momentum \(momentum), weightDecay \(weightDecay)\(nesterov ? ", nesterov" : "")" }
+    let momentum: Double, dampening: Double, weightDecay: Double, nesterov: Bool
+    var testDescription: String {
+        "momentum \(momentum), dampening \(dampening), weightDecay \(weightDecay)\(nesterov ? ", nesterov" : "")"
+    }
+
+    init(momentum: Double, dampening: Double = 0, weightDecay: Double, nesterov: Bool) {
+        (self.momentum, self.dampening, self.weightDecay, self.nesterov) = (momentum, dampening, weightDecay, nesterov)
+    }
 
     static let all = [
         SGDCase(momentum: 0, weightDecay: 0, nesterov: false),
@@ -69,6 +75,7 @@ struct SGDCase: Sendable, CustomTestStringConvertible {
         SGDCase(momentum: 0.9, weightDecay: 0, nesterov: false),
         SGDCase(momentum: 0.9, weightDecay: 0.1, nesterov: false),
         SGDCase(momentum: 0.9, weightDecay: 0, nesterov: true),
+        SGDCase(momentum: 0.9, dampening: 0.5, weightDecay: 0.1, nesterov: false),
     ]
 }
 
@@ -137,9 +144,10 @@ struct OptimizerTests {
     func sgdMatchesReference(testCase: SGDCase) {
         let parameter = Parameter(tensor(startingPoint))
         let sgd = SGD([parameter], learningRate: 0.1, momentum: Float(testCase.momentum),
-                      weightDecay: Float(testCase.weightDecay), nesterov: testCase.nesterov)
-        var reference = ReferenceSGD(learningRate: 0.1, momentum: testCase.momentum, weightDecay: testCase.weightDecay,
-                                     nesterov: testCase.nesterov)
+                      dampening: Float(testCase.dampening), weightDecay: Float(testCase.weightDecay),
+                      nesterov: testCase.nesterov)
+        var reference = ReferenceSGD(learningRate: 0.1, momentum: testCase.momentum, dampening: testCase.dampening,
+                                     weightDecay: testCase.weightDecay, nesterov: testCase.nesterov)
         var expected = startingPoint
         for step in 1...3 {
             sgd.zeroGrad()
