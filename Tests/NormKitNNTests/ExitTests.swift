@@ -33,6 +33,15 @@ struct ExitTests {
         }
     }
 
+    @Test("Adam refuses beta 1 (its bias correction 1 − βᵗ would be 0 and every parameter NaN), as PyTorch does")
+    func adamBetaOneTraps() async throws {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = Adam(learningRate: 0.1, beta1: 1)
+        }
+        let message = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
+        #expect(message.contains("Adam: beta1 must be in [0, 1), got 1.0"), "\(message)")
+    }
+
     @Test("BatchNorm1d stops on an input with the wrong number of features")
     func batchNormFeatureMismatchTraps() async throws {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

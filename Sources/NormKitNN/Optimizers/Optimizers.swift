@@ -27,28 +27,42 @@ extension Optimizer {
 /// Adam (Kingma & Ba 2015) with PyTorch's update rule:
 /// m ← β1·m + (1 − β1)·g; v ← β2·v + (1 − β2)·g²;
 /// p ← p − lr · (m / (1 − β1ᵗ)) / (√(v / (1 − β2ᵗ)) + ε).
-/// Optional L2 `weightDecay` adds λ·p to the gradient, as `torch.optim.Adam` does.
-/// As in PyTorch, t counts each parameter's own updates: a parameter that gets
-/// its first gradient late (frozen, then unfrozen) starts its bias correction at t = 1.
+/// Optional L2 `weightDecay` adds λ·p to the gradient, as `torch.optim.Adam` does (not AdamW's
+/// decoupled decay). With `amsgrad` (Reddi, Kale & Kumar 2018) the denominator uses the largest v
+/// seen so far, vmax ← max(vmax, v), so the effective step size never grows. As in PyTorch, t counts
+/// each parameter's own updates: a parameter that gets its first gradient late (frozen, then
+/// unfrozen) starts its bias correction at t = 1.
 public final class Adam: Optimizer {
     public var parameters: [Parameter]
     public var learningRate: Float
     public let beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float
+    /// Whether the denominator uses the running maximum of v (PyTorch's `amsgrad`).
+    public let amsgrad: Bool
     /// Calls to `step()` so far.
     public private(set) var stepCount = 0
     var firstMoments: [ObjectIdentifier: [Float]] = [:]
     var secondMoments: [ObjectIdentifier: [Float]] = [:]
+    /// The largest v so far, per parameter (only with `amsgrad`).
+    var maxSecondMoments: [ObjectIdentifier: [Float]] = [:]
     /// Updates applied to each parameter (its t).
     var parameterStepCounts: [ObjectIdentifier: Int] = [:]
 
+    /// - Precondition: as PyTorch checks: learningRate, epsilon, weightDecay ≥ 0 and β1, β2 in [0, 1)
+    ///   (β = 1 makes the bias correction 1 − βᵗ zero and every parameter NaN).
     public init(_ parameters: [Parameter] = [], learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
-                epsilon: Float = 1e-8, weightDecay: Float = 0) {
+                epsilon: Float = 1e-8, weightDecay: Float = 0, amsgrad: Bool = false) {
+        precondition(learningRate >= 0, "Adam: learningRate must be ≥ 0, got \(learningRate)")
+        precondition(beta1 >= 0 && beta1 < 1, "Adam: beta1 must be in [0, 1), got \(beta1)")
+        precondition(beta2 >= 0 && beta2 < 1, "Adam: beta2 must be in [0, 1), got \(beta2)")
+        precondition(epsilon >= 0, "Adam: epsilon must be ≥ 0, got \(epsilon)")
+        precondition(weightDecay >= 0, "Adam: weightDecay must be ≥ 0, got \(weightDecay)")
         self.parameters = parameters
         self.learningRate = learningRate
         self.beta1 = beta1
         self.beta2 = beta2
         self.epsilon = epsilon
         self.weightDecay = weightDecay
+        self.amsgrad = amsgrad
     }
 
     /// PyTorch spelling: `Adam(model.parameters(), lr: 0.001)`.
@@ -72,6 +86,25 @@ public final class Adam: Optimizer {
             var m = firstMoments.removeValue(forKey: key) ?? [Float](repeating: 0, count: parameter.value.scalarCount)
             var v = secondMoments.removeValue(forKey: key) ?? [Float](repeating: 0, count: parameter.value.scalarCount)
             let (b1, b2, eps, decay) = (beta1, beta2, epsilon, weightDecay)
+            if amsgrad {
+                var vMax = maxSecondMoments.removeValue(forKey: key)
+                    ?? [Float](repeating: 0, count: parameter.value.scalarCount)
+                parameter.value.withUnsafeMutableBufferPointer { p in
+                    gradient.withUnsafeBufferPointer { g in
+                        for i in p.indices {
+                            let gi = g[i] + decay * p[i]
+                            m[i] = b1 * m[i] + (1 - b1) * gi
+                            v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                            vMax[i] = max(vMax[i], v[i])
+                            p[i] -= stepSize * m[i] / (vMax[i].squareRoot() * inverseRootCorrection2 + eps)
+                        }
+                    }
+                }
+                firstMoments[key] = m
+                secondMoments[key] = v
+                maxSecondMoments[key] = vMax
+                continue
+            }
             parameter.value.withUnsafeMutableBufferPointer { p in
                 gradient.withUnsafeBufferPointer { g in
                     m.withUnsafeMutableBufferPointer { m in
@@ -87,7 +120,8 @@ public final class Adam: Optimizer {
         }
     }
 
-    /// PyTorch's names: `exp_avg` (m), `exp_avg_sq` (v), `step` (t) per parameter; `step_count` and
+    /// PyTorch's names: `exp_avg` (m), `exp_avg_sq` (v), `step` (t) and, with `amsgrad`, `max_exp_avg_sq`
+    /// per parameter; `step_count` and
     /// the learning rate `lr` overall (loading restores it, as PyTorch's `load_state_dict` does).
     public func stateDict(parameterNames: [ObjectIdentifier: String]) -> StateDict {
         var state: StateDict = ["step_count": .integer(stepCount), "lr": .float(Tensor(scalar: learningRate))]
@@ -97,22 +131,28 @@ public final class Adam: Optimizer {
             state["\(name).step"] = .integer(t)
             if let m = firstMoments[key] { state["\(name).exp_avg"] = .float(Tensor(m, shape: parameter.shape)) }
             if let v = secondMoments[key] { state["\(name).exp_avg_sq"] = .float(Tensor(v, shape: parameter.shape)) }
+            if let vMax = maxSecondMoments[key] {
+                state["\(name).max_exp_avg_sq"] = .float(Tensor(vMax, shape: parameter.shape))
+            }
         }
         return state
     }
 
     public func loadStateDict(_ state: StateDict, parameters: [String: Parameter]) throws(StateDictError) {
-        let grouped = try _groupOptimizerState(state, parameters: parameters,
-                                               perParameter: ["exp_avg": .float, "exp_avg_sq": .float, "step": .integer],
+        var perParameter: [String: StateValue.Kind] = ["exp_avg": .float, "exp_avg_sq": .float, "step": .integer]
+        if amsgrad { perParameter["max_exp_avg_sq"] = .float }
+        let grouped = try _groupOptimizerState(state, parameters: parameters, perParameter: perParameter,
                                                global: ["step_count": .integer, "lr": .float], optimizer: "Adam")
         firstMoments = [:]
         secondMoments = [:]
+        maxSecondMoments = [:]
         parameterStepCounts = [:]
         stepCount = state["step_count"]?.integerScalar ?? 0
         if let lr = state["lr"] { learningRate = lr.floatTensor.scalar }
         for (key, entries) in grouped {
             firstMoments[key] = entries["exp_avg"]?.floatTensor.scalars
             secondMoments[key] = entries["exp_avg_sq"]?.floatTensor.scalars
+            maxSecondMoments[key] = entries["max_exp_avg_sq"]?.floatTensor.scalars
             parameterStepCounts[key] = entries["step"]?.integerScalar
         }
     }

@@ -24,18 +24,19 @@ private let startingPoint: [Double] = [1.5, -0.5, 0.75, -2]
 
 /// PyTorch's Adam for one parameter, in Double.
 private struct ReferenceAdam {
-    var learningRate = 0.1, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8, weightDecay = 0.0
-    var m: [Double] = [], v: [Double] = []
+    var learningRate = 0.1, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8, weightDecay = 0.0, amsgrad = false
+    var m: [Double] = [], v: [Double] = [], vMax: [Double] = []
     var t = 0
 
     mutating func step(_ p: inout [Double], gradient: [Double]) {
-        if m.isEmpty { m = p.map { _ in 0 }; v = m }
+        if m.isEmpty { m = p.map { _ in 0 }; v = m; vMax = m }
         t += 1
         for i in p.indices {
             let g = gradient[i] + weightDecay * p[i]
             m[i] = beta1 * m[i] + (1 - beta1) * g
             v[i] = beta2 * v[i] + (1 - beta2) * g * g
-            let mHat = m[i] / (1 - pow(beta1, t)), vHat = v[i] / (1 - pow(beta2, t))
+            vMax[i] = Swift.max(vMax[i], v[i])
+            let mHat = m[i] / (1 - pow(beta1, t)), vHat = (amsgrad ? vMax[i] : v[i]) / (1 - pow(beta2, t))
             p[i] -= learningRate * mHat / (vHat.squareRoot() + epsilon)
         }
     }
@@ -99,6 +100,43 @@ struct OptimizerTests {
             expectClose(parameter.value.scalars, expected, relative: 1e-5, absolute: 1e-6, "after step \(step)")
         }
         #expect(adam.stepCount == 3)
+    }
+
+    @Test("Adam with amsgrad follows PyTorch's rule: the denominator keeps the largest v seen")
+    func amsgradMatchesReference() {
+        // A gradient that shrinks after the first step makes v fall below its maximum,
+        // where AMSGrad and Adam part (β2 = 0.5 lets v fall fast): L = Σ wᵢ·pᵢ with w scaled by 1, 0.1, 0.1, …
+        let weights: [Double] = [0.5, -2, 1, 3]
+        let parameter = Parameter(tensor(startingPoint))
+        let adam = Adam([parameter], learningRate: 0.1, beta2: 0.5, weightDecay: 0.1, amsgrad: true)
+        var reference = ReferenceAdam(beta2: 0.5, weightDecay: 0.1, amsgrad: true)
+        var plain = ReferenceAdam(beta2: 0.5, weightDecay: 0.1)
+        var expected = startingPoint, expectedPlain = startingPoint
+        for step in 1...4 {
+            let scale = step == 1 ? 1.0 : 0.1
+            let w = weights.map { $0 * scale }
+            adam.zeroGrad()
+            (parameter.tensor * tensor(w)).sum().backward()
+            adam.step()
+            reference.step(&expected, gradient: w)
+            plain.step(&expectedPlain, gradient: w)
+            expectClose(parameter.value.scalars, expected, relative: 1e-5, absolute: 1e-6, "after step \(step)")
+        }
+        // The case really separates the two rules.
+        #expect(zip(expected, expectedPlain).contains { abs($0 - $1) > 1e-3 })
+        let state = adam.stateDict(parameterNames: [ObjectIdentifier(parameter): "w"])
+        expectClose(state["w.max_exp_avg_sq"]?.floatTensor, reference.vMax, relative: 1e-4,
+                    "max_exp_avg_sq")
+        // A restored optimizer keeps the maximum: its next step is the original's.
+        let copy = Parameter(parameter.value)
+        let restored = Adam([copy], learningRate: 0.1, beta2: 0.5, weightDecay: 0.1, amsgrad: true)
+        #expect(throws: Never.self) { try restored.loadStateDict(state, parameters: ["w": copy]) }
+        for (optimizer, p) in [(adam, parameter), (restored, copy)] {
+            optimizer.zeroGrad()
+            (p.tensor * tensor(weights.map { $0 * 0.1 })).sum().backward()
+            optimizer.step()
+        }
+        #expect(copy.value.scalars == parameter.value.scalars)
     }
 
     @Test("Adam's vectorized update (16 lanes and a tail of 5) matches PyTorch's rule", arguments: [0.0, 0.1])
