@@ -31,5 +31,9 @@ public final class Softmax: Module {
 public final class Flatten: Module {
     public override init() { super.init() }
     public override func build(inputShape: [Int]) -> [Int] { [inputShape[0], inputShape.dropFirst().reduce(1, *)] }
-    public override func forward(_ input: Tensor) throws -> Tensor { input.reshaped([input.shape[0], -1]) }
+    /// The width is the product of the trailing axes, not inferred with −1: an empty batch has
+    /// no values to infer it from, and (0, C, H, W) → (0, C·H·W) as in PyTorch.
+    public override func forward(_ input: Tensor) throws -> Tensor {
+        input.reshaped([input.shape[0], input.shape.dropFirst().reduce(1, *)])
+    }
 }

@@ -198,6 +198,21 @@ struct ActivationLayerTests {
         #expect(layer.build(inputShape: [5, 3, 4]) == [5, 12])
     }
 
+    @Test("Flatten and a small conv net map an empty batch to an empty batch of the right width, as PyTorch does")
+    func flattenEmptyBatch() throws {
+        // reshaped([0, -1]) cannot infer -1 from 0 values: Flatten stopped the process here.
+        #expect(try Flatten()(Tensor.zeros([0, 3, 4, 4])).shape == [0, 48])
+        let model = Sequential {
+            Conv2D(1, 2, kernelSize: 3, padding: 1, generator: SeededGenerator(seed: 31))
+            ReLU()
+            MaxPool2D(2)
+            Flatten()
+            Linear(8, 3, generator: SeededGenerator(seed: 32))
+        }
+        model.eval()
+        #expect(try model(Tensor.zeros([0, 1, 4, 4])).shape == [0, 3])
+    }
+
     @Test("a Sequential of layers passes gradients through every layer (finite differences on the first weight)")
     func sequentialGradients() throws {
         let first = makeLinear(3, 4, seed: 22), second = makeLinear(4, 2, seed: 23)
