@@ -104,8 +104,14 @@ open class Module: CustomStringConvertible {
         return result
     }
 
-    /// Every parameter, in declaration order.
-    public func parameters() -> [Parameter] { namedParameters().map(\.1) }
+    /// Every parameter once, in declaration order (PyTorch's `parameters()`). A module used
+    /// twice (tied weights) lists its parameters where they first appear: listed twice, an
+    /// optimizer built from this list would update them twice per step (Adam's t advancing by 2)
+    /// and `parameterCount` would count them twice. `namedParameters()` keeps every name.
+    public func parameters() -> [Parameter] {
+        var seen = Set<ObjectIdentifier>()
+        return namedParameters().map(\.1).filter { seen.insert(ObjectIdentifier($0)).inserted }
+    }
 
     /// Every parameter that trains.
     public func trainableParameters() -> [Parameter] { parameters().filter(\.isTrainable) }

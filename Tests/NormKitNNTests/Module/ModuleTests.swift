@@ -127,4 +127,29 @@ struct ModuleTests {
         #expect(model.trainableParameterCount == 4 * 3 + 3)
         #expect(model.summary().contains("trainable parameters: 15"), "\(model.summary())")
     }
+
+    @Test("a module used twice lists its parameters once, so Adam updates them once per step, as in PyTorch")
+    func sharedModuleParametersOnce() throws {
+        let block = makeLinear(3, 3, seed: 41)
+        let model = Sequential {
+            block
+            ReLU()
+            block
+        }
+        #expect(model.parameters().count == 2)
+        #expect(model.parameterCount == 12)
+        let weight = try #require(block.weight)
+        let before = weight.value.scalars
+        let adam = Adam(model.parameters(), learningRate: 0.1)
+        try model(tensor([0.5, -1, 2, 1.5, 0.25, -0.75], shape: [2, 3])).sum().backward()
+        adam.step()
+        // Adam's first step moves every weight with a gradient by lr·g/(|g| + ε) ≈ ±0.1; twice it was ±0.2.
+        let gradient = try #require(weight.gradient).scalars
+        for (index, (old, new)) in zip(before, weight.value.scalars).enumerated() where abs(gradient[index]) > 1e-3 {
+            let moved = Double(new) - Double(old)
+            #expect(abs(abs(moved) - 0.1) < 1e-4, "weight \(index) moved by \(moved)")
+        }
+        let state = adam.stateDict(parameterNames: [ObjectIdentifier(weight): "weight"])
+        #expect(state["weight.step"]?.integerScalar == 1)
+    }
 }
