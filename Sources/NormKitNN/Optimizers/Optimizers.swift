@@ -92,9 +92,12 @@ public final class Adam: Optimizer {
                 parameter.value.withUnsafeMutableBufferPointer { p in
                     gradient.withUnsafeBufferPointer { g in
                         for i in p.indices {
+                            // Moments below Float's normal range flushed to 0, as in `_adamUpdate`
+                            // (subnormal arithmetic is ~100× slower; such a moment moves p by < 1e-30).
                             let gi = g[i] + decay * p[i]
-                            m[i] = b1 * m[i] + (1 - b1) * gi
-                            v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                            let mi = b1 * m[i] + (1 - b1) * gi, vi = b2 * v[i] + (1 - b2) * gi * gi
+                            m[i] = abs(mi) < .leastNormalMagnitude ? 0 : mi
+                            v[i] = vi < .leastNormalMagnitude ? 0 : vi
                             vMax[i] = max(vMax[i], v[i])
                             p[i] -= stepSize * m[i] / (vMax[i].squareRoot() * inverseRootCorrection2 + eps)
                         }

@@ -139,6 +139,21 @@ struct OptimizerTests {
         #expect(copy.value.scalars == parameter.value.scalars)
     }
 
+    @Test("Adam flushes moments that decay below Float's normal range to 0 (no subnormal arithmetic)",
+          arguments: [false, true])
+    func adamFlushesSubnormalMoments(amsgrad: Bool) {
+        // One gradient of 1, then zeros: m = 0.1·0.9ᵏ falls below 1.18e-38 after ~820 steps.
+        let parameter = Parameter(tensor([0.5]))
+        let adam = Adam([parameter], learningRate: 1e-3, amsgrad: amsgrad)
+        for step in 0..<900 {
+            adam.zeroGrad()
+            (parameter.tensor * tensor([step == 0 ? 1 : 0])).sum().backward()
+            adam.step()
+        }
+        let state = adam.stateDict(parameterNames: [ObjectIdentifier(parameter): "p"])
+        #expect(state["p.exp_avg"]?.floatTensor.scalars == [0])
+    }
+
     @Test("Adam's vectorized update (16 lanes and a tail of 5) matches PyTorch's rule", arguments: [0.0, 0.1])
     func adamMatchesReferenceOnALongParameter(weightDecay: Double) {
         // 37 = 2·16 + 5 values; L = Σ wᵢ·pᵢ has the constant gradient w.
