@@ -113,6 +113,11 @@ open class Module: CustomStringConvertible {
         return namedParameters().map(\.1).filter { seen.insert(ObjectIdentifier($0)).inserted }
     }
 
+    /// Forgets the gradient of every parameter, trainable or not (PyTorch's `model.zero_grad()`,
+    /// which sets them to None). `optimizer.zeroGrad()` clears only the optimizer's parameters:
+    /// a hand-written loop with several optimizers, or one over part of the model, needs this.
+    public func zeroGrad() { for parameter in parameters() { parameter.clearGradient() } }
+
     /// Every parameter that trains.
     public func trainableParameters() -> [Parameter] { parameters().filter(\.isTrainable) }
 

@@ -128,6 +128,23 @@ struct ModuleTests {
         #expect(model.summary().contains("trainable parameters: 15"), "\(model.summary())")
     }
 
+    @Test("Module.zeroGrad forgets every parameter's gradient, also those no optimizer holds (PyTorch's zero_grad)")
+    func moduleZeroGrad() throws {
+        let first = makeLinear(3, 2, seed: 42), second = makeLinear(2, 1, seed: 43)
+        let model = Sequential {
+            first
+            second
+        }
+        let optimizer = SGD(second.parameters(), learningRate: 0.1)
+        try model(tensor([0.5, -1, 2], shape: [1, 3])).sum().backward()
+        optimizer.zeroGrad()
+        #expect(first.parameters().allSatisfy { $0.gradient != nil }, "the optimizer clears only its own")
+
+        model.zeroGrad()
+
+        #expect(model.parameters().allSatisfy { $0.gradient == nil })
+    }
+
     @Test("a module used twice lists its parameters once, so Adam updates them once per step, as in PyTorch")
     func sharedModuleParametersOnce() throws {
         let block = makeLinear(3, 3, seed: 41)
