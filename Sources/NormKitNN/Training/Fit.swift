@@ -359,11 +359,10 @@ public enum FitError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .noTrainingBatches(let exampleCount, let batchSize, let dropsLastPartialBatch):
+        case .noTrainingBatches(let exampleCount, let batchSize, _):
             if exampleCount == 0 { return "fit: the training data have no examples" }
-            // Only dropping the partial batch leaves examples without a batch.
-            return "fit: \(exampleCount) examples make no full batch of \(batchSize)"
-                + (dropsLastPartialBatch ? ", and dropsLastPartialBatch drops the partial one" : "")
+            // Examples without a batch: only dropping the partial batch leaves them (dropsLastPartialBatch is true).
+            return "fit: \(exampleCount) examples make no full batch of \(batchSize), and dropsLastPartialBatch drops the partial one"
         case .noExamplesToEvaluate:
             return "evaluate: the data have no examples, so loss and accuracy are undefined"
         case .labelOutOfRange(let operation, let label, let classes):
@@ -372,12 +371,16 @@ public enum FitError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Throws `FitError.labelOutOfRange` for the first of `labels` that is not a class of
-/// `output` (batch, classes); outputs of another rank are left to the loss to refuse.
-func _checkLabels(_ labels: [Int], against output: Tensor, operation: String) throws(FitError) {
-    guard output.rank == 2 else { return }
-    let classes = output.shape[1]
+/// Throws `FitError.labelOutOfRange` for the first of `labels` outside 0..<classes.
+func _checkLabels(_ labels: [Int], classes: Int, operation: String) throws(FitError) {
     if let label = labels.first(where: { $0 < 0 || $0 >= classes }) {
         throw .labelOutOfRange(operation: operation, label: label, classes: classes)
     }
+}
+
+/// The same against the classes of `output` (batch, classes); outputs of another
+/// rank are left to the loss to refuse.
+func _checkLabels(_ labels: [Int], against output: Tensor, operation: String) throws(FitError) {
+    guard output.rank == 2 else { return }
+    try _checkLabels(labels, classes: output.shape[1], operation: operation)
 }

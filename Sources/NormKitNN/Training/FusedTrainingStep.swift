@@ -260,9 +260,7 @@ final class FusedTrainingStep {
                      "FusedTrainingStep: \(rows) labels and features \(features.shape) for a capacity of \(capacity) "
                      + "examples of \(widths[0]) values")
         let classes = widths[stages.count]
-        if let label = labels.first(where: { $0 < 0 || $0 >= classes }) {
-            throw FitError.labelOutOfRange(operation: "trainOnBatch", label: label, classes: classes)
-        }
+        try _checkLabels(labels, classes: classes, operation: "trainOnBatch")
         for (row, label) in labels.enumerated() { self.labels[row] = Int32(label) }
         features.withUnsafeBufferPointer { values[0].update(from: $0.baseAddress!, count: rows * widths[0]) }
         return try run(rows: rows, optimizer: optimizer)
